@@ -1,0 +1,54 @@
+import pytest
+import yaml
+
+from utils.config import (Config, ConfigError, dump_config, from_dict, load_config, parse_overrides,
+                          to_dict)
+
+
+def test_defaults_roundtrip_through_yaml(tmp_path):
+    cfg = load_config(None, ["model.depth=6", "eval.iou_thresholds=[0.1, 0.7]", "train.lr=3e-4"])
+    path = tmp_path / "c.yaml"
+    dump_config(cfg, path)
+    again = load_config(str(path))
+    assert again == cfg
+    assert from_dict(to_dict(cfg)) == cfg
+    assert again.model.depth == 6 and again.eval.iou_thresholds == [0.1, 0.7]
+    assert isinstance(again.train.lr, float) and again.train.lr == 3e-4
+
+
+def test_base_inheritance(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {dim: 64, depth: 1}\ntrain: {epochs: 5}\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\nmodel: {depth: 2}\n")
+    cfg = load_config(str(tmp_path / "child.yaml"), ["train.epochs=7"])
+    assert (cfg.model.dim, cfg.model.depth, cfg.train.epochs) == (64, 2, 7)
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.dpeth.*did you mean 'model\.depth'"):
+        load_config(None, ["model.dpeth=3"])
+    (tmp_path / "bad.yaml").write_text("train: {batch_size: 3}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.batch_size'.*batch_size_per_gpu"):
+        load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigError, match=r"'model\.depth' expects int, got 'three'"):
+        load_config(None, ["model.depth=three"])
+    with pytest.raises(ConfigError, match=r"'loss\.symmetric' expects bool"):
+        load_config(None, ["loss.symmetric=3"])
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(None, ["model=3"])
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_overrides(["model.depth"])
+
+
+def test_every_shipped_config_loads():
+    import glob
+    paths = sorted(glob.glob("configs/*.yaml"))
+    for p in paths:
+        assert isinstance(load_config(p), Config), p
