@@ -50,6 +50,7 @@ class LossConfig:
     w_cls_token: float = 1.0  # weight of CE(h_i, e_i) on the raw class tokens
     w_cls_audio: float = 1.0  # weight of BCE(y, p^a)
     w_cls_visual: float = 1.0  # weight of BCE(y, p^v)
+    w_loc_agnostic: float = 0.0  # class-agnostic EZ-VSL term cos(f^a, f^v) added to AVGN (0: paper)
 
 
 @dataclass
@@ -70,6 +71,8 @@ class DataConfig:
     root: str = "data/synthetic"  # <root>/frames/<id>.jpg, <root>/audio/<id>.wav
     metadata: str = ""  # folder with the list/annotation files (default: root)
     image_size: int = 224  # frames are resized to image_size x image_size
+    resize_scale: float = 1.1  # train: short side resized to image_size * this, then random crop
+    frame_rate: float = 10.0  # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (<video>.wav)
     num_sources: int = 1  # k clips mixed per training sample (1: single-source training)
     canvas: str = "concat"  # concat (k frames side by side) | single (one frame, all sources)
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -1,0 +1,102 @@
+"""AVGN training objective (SPEC §2): L = L_loc + L_group (Eq. 11).
+
+L_loc (Eq. 1 / Eq. 10): for sample b and each of its sources n of class c,
+    s(b, m) = max_p cos(g^a_{b,c}, f^v_{m,p} ⊙ g^v_{m,c}) / tau   for every image m,
+cross-entropy with target m = b (negatives: the other images seen through the same class c),
+plus, when symmetric, the image->audio direction (image b against every audio m, same class).
+A class-agnostic model (EZ-VSL) has one anchor per sample: cos(f^a_b, f^v_{m,p}).
+L_group (Eq. 9): CE(FC_cls(c_i), i) + BCE(y, p^a) + BCE(y, p^v), each averaged over its terms.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.avgn import modulated_cosine
+from utils.dist import all_gather_with_grad, get_rank
+
+
+def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=False):
+    """Multiple-instance contrastive loss over patches, per class.
+
+    Args:
+        audio: [B, K, D] audio groups (K = C, or 1 for a class-agnostic model).
+        fv: [B, P, D] patch features.
+        visual: [B, K, D] visual groups modulating fv, or None (plain cos).
+        anchors: ([S] sample index, [S] group index) of the sources to localise.
+        tau: temperature.
+        symmetric: also the image->audio direction (the two cross-entropies are added).
+        gather: use the embeddings of all processes as negatives (exact DDP equivalence).
+    Returns:
+        scalar loss averaged over the S anchors.
+    """
+    b, c = anchors
+    B = audio.shape[0]
+    audio_all, fv_all, visual_all = audio, fv, visual  # [M, ...], M = B or world * B
+    if gather:
+        audio_all, fv_all = all_gather_with_grad(audio), all_gather_with_grad(fv)
+        visual_all = None if visual is None else all_gather_with_grad(visual)
+    target = b + (get_rank() * B if gather else 0)
+
+    # audio b (class c) against every image m seen through class c
+    a = audio[b, c]  # [S, D]
+    g = None if visual_all is None else visual_all[:, c].transpose(0, 1)  # [S, M, D]
+    logits = modulated_cosine(a, fv_all, g, pairwise=True).amax(dim=-1) / tau  # [S, M]
+    loss = F.cross_entropy(logits, target)
+    if symmetric:  # image b (class c) against every audio m of class c
+        a = audio_all[:, c].transpose(0, 1)  # [S, M, D]
+        g = None if visual is None else visual[b, c].unsqueeze(1).expand_as(a)  # [S, M, D]
+        logits = modulated_cosine(a, fv[b], g).amax(dim=-1) / tau  # [S, M]
+        loss = loss + F.cross_entropy(logits, target)
+    return loss
+
+
+class AVGNCriterion(nn.Module):
+    """Returns {loc, cls_token, cls_audio, cls_visual, total} (+ loc_agnostic when weighted).
+
+    Args:
+        tau, symmetric, gather_negatives: see `contrastive_localization`.
+        weights: dict of term weights (loc, cls_token, cls_audio, cls_visual, loc_agnostic).
+            `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) to a class-aware
+            model (0 = the paper's objective).
+    forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
+    """
+
+    def __init__(self, tau=0.03, symmetric=True, gather_negatives=False, weights=None):
+        super().__init__()
+        self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
+        self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0, loc_agnostic=0.0)
+        self.weights.update(weights or {})
+
+    def forward(self, out, classes, labels):
+        B = classes.shape[0]
+        if out["class_aware"]:
+            b, n = (classes >= 0).nonzero(as_tuple=True)
+            anchors = (b, classes[b, n])
+        else:
+            anchors = (torch.arange(B, device=classes.device), classes.new_zeros(B))
+        loc = lambda audio, visual, anchors: contrastive_localization(  # noqa: E731
+            audio, out["fv"], visual, anchors, self.tau, self.symmetric, self.gather)
+        losses = {"loc": loc(out["audio_groups"], out["visual_groups"], anchors)}
+        if out["token_logits"] is not None:
+            C = out["token_logits"].shape[0]
+            labels = labels.to(out["logits_a"].dtype)
+            losses["cls_token"] = F.cross_entropy(
+                out["token_logits"], torch.arange(C, device=labels.device))
+            losses["cls_audio"] = F.binary_cross_entropy_with_logits(out["logits_a"], labels)
+            losses["cls_visual"] = F.binary_cross_entropy_with_logits(out["logits_v"], labels)
+        else:  # no heads (EZ-VSL)
+            zero = out["fv"].new_zeros(())
+            losses.update(cls_token=zero, cls_audio=zero, cls_visual=zero)
+        if self.weights["loc_agnostic"] > 0:
+            agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
+            losses["loc_agnostic"] = loc(out["fa"], None, agnostic)
+        losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
+        return losses
+
+
+def build_criterion(cfg):
+    lc = cfg.loss
+    return AVGNCriterion(tau=lc.tau, symmetric=lc.symmetric, gather_negatives=lc.gather_negatives,
+                         weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
+                                      cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,
+                                      loc_agnostic=lc.w_loc_agnostic))

@@ -1,0 +1,233 @@
+"""AVGN: audio-visual class tokens (AVCT, Eq. 2-5), grouping (AVG, Eq. 6-8), heads (Eq. 9) and
+class-aware localisation maps (Eq. 10). Shapes: B batch, P visual patches, Na audio tokens,
+C classes (= tokens), D embedding size, N sources asked for per sample.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .encoders import AudioEncoder, VisualEncoder
+
+
+def modulated_cosine(a, f, g=None, pairwise=False, eps=1e-6):
+    """cos(a, f_p ⊙ g) for every patch p (Eq. 10); with g=None plain cos(a, f_p) (Eq. 1).
+
+    The Hadamard product is never materialised per patch: a·(f⊙g) = (a⊙g)·f and
+    |f⊙g|² = (f²)·(g²).
+
+    Args:
+        a: [S, K, D] query embeddings (audio groups).
+        f: [S, P, D] patch features (pairwise=False) or [M, P, D] (pairwise=True).
+        g: None, or [S, K, D] / [S, M, D] visual group embeddings that modulate f.
+        pairwise: False: query (s, k) against the patches of item s -> [S, K, P].
+            True: K == 1 is not required; query s against every item m, with g[s, m] -> [S, M, P]
+            (a is [S, D] in this case).
+    """
+    if pairwise:
+        ag = a.unsqueeze(1) if g is None else a.unsqueeze(1) * g  # [S, M, D] (or [S, 1, D])
+        num = torch.einsum("smd,mpd->smp", ag.expand(-1, f.shape[0], -1), f)
+        if g is None:
+            den = f.norm(dim=-1).unsqueeze(0)  # [1, M, P]
+        else:
+            den = torch.einsum("smd,mpd->smp", g * g, f * f).clamp_min(eps * eps).sqrt()
+        return num / (den.clamp_min(eps) * a.norm(dim=-1).clamp_min(eps)[:, None, None])
+    ag = a if g is None else a * g  # [S, K, D]
+    num = torch.einsum("skd,spd->skp", ag, f)
+    if g is None:
+        den = f.norm(dim=-1).unsqueeze(1)  # [S, 1, P]
+    else:
+        den = torch.einsum("skd,spd->skp", g * g, f * f).clamp_min(eps * eps).sqrt()
+    return num / (den.clamp_min(eps) * a.norm(dim=-1).clamp_min(eps).unsqueeze(-1))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        assert dim % heads == 0, f"dim {dim} must be divisible by heads {heads}"
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)  # [B, heads, T, D / heads]
+        return self.proj(x.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim, heads, mlp_ratio=4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ClassTokenTransformer(nn.Module):
+    """AVCT for one modality (Eq. 2-5): self-attention over the concatenation [f; c].
+
+    Input f [B, P, D], tokens c [C, D] -> (f̂ [B, P, D], ĉ [B, C, D]).
+    """
+
+    def __init__(self, dim, depth, heads, mlp_ratio):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, f, c):
+        P = f.shape[1]
+        x = torch.cat([f, c.unsqueeze(0).expand(f.shape[0], -1, -1)], dim=1)  # [B, P + C, D]
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        return x[:, :P], x[:, P:]
+
+
+class Grouping(nn.Module):
+    """AVG for one modality (Eq. 6-8).
+
+    A[p, i] = softmax_i((W_q f̂_p)·(W_k ĉ_i) / sqrt(D));
+    g_i = ĉ_i + W_o(Σ_p A[p, i] W_v f̂_p / (Σ_p A[p, i] + eps)).
+    `hard`: A is the one-hot of argmax_i (with Gumbel noise in training), with the soft
+    assignment's gradient (straight-through).
+
+    Input f̂ [B, P, D], ĉ [B, C, D] -> (g [B, C, D], A [B, P, C]).
+    """
+
+    def __init__(self, dim, assignment="soft", gumbel_tau=1.0, eps=1e-6):
+        super().__init__()
+        assert assignment in ("soft", "hard"), f"assignment must be soft or hard, got {assignment!r}"
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+        self.assignment, self.gumbel_tau, self.eps = assignment, gumbel_tau, eps
+
+    def forward(self, f, c):
+        logits = self.q(f) @ self.k(c).transpose(1, 2) / math.sqrt(f.shape[-1])  # [B, P, C]
+        if self.assignment == "soft":
+            A = logits.softmax(dim=-1)
+        else:
+            if self.training:
+                u = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
+                logits = logits - torch.log(-torch.log(u))  # Gumbel noise
+            soft = (logits / self.gumbel_tau).softmax(dim=-1)
+            hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
+            A = hard - soft.detach() + soft
+        pooled = A.transpose(1, 2) @ self.v(f)  # [B, C, D]
+        pooled = pooled / (A.sum(dim=1).unsqueeze(-1) + self.eps)
+        return c + self.o(pooled), A
+
+
+class AVGN(nn.Module):
+    """Audio-Visual Grouping Network.
+
+    forward(image [B, 3, H, W], spec [B, 1, F, T]) returns a dict:
+        fv [B, P, D] visual patch features; grid (h, w) with P = h * w;
+        fa [B, 1, D] the class-agnostic audio embedding (audio tokens pooled);
+        audio_groups [B, K, D] (K = C: g^a; class-agnostic ablation: K = 1, f^a);
+        visual_groups [B, C, D] g^v multiplying f^v in the maps, or None (loc_features=raw or
+            class-agnostic);
+        logits_a, logits_v [B, C] presence logits (p = sigmoid); token_logits [C, C] (Eq. 9);
+        class_aware bool.
+    maps(out, classes [B, N]) -> [B, N, h, w] cosine maps (class -1: zeros).
+    """
+
+    def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
+                 use_grouping=True, assignment="soft", gumbel_tau=1.0, audio_tokens="global",
+                 token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
+                 pretrained="none", pretrained_path=""):
+        super().__init__()
+        assert loc_features in ("modulated", "raw"), f"loc_features: modulated|raw, got {loc_features!r}"
+        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path)
+        self.audio = AudioEncoder(dim, width, audio_tokens)
+        self.tokens = nn.Parameter(torch.empty(num_classes, dim))
+        nn.init.trunc_normal_(self.tokens, std=token_init_std)
+        self.use_class_tokens, self.use_grouping = use_class_tokens, use_grouping
+        if use_class_tokens:
+            self.avct_a = ClassTokenTransformer(dim, depth, heads, mlp_ratio)
+            self.avct_v = ClassTokenTransformer(dim, depth, heads, mlp_ratio)
+        if use_grouping:
+            self.avg_a = Grouping(dim, assignment, gumbel_tau)
+            self.avg_v = Grouping(dim, assignment, gumbel_tau)
+        self.head_cls = nn.Linear(dim, num_classes)  # FC_cls on the raw tokens
+        self.head_a = nn.Linear(dim, 1)  # FC_a, shared across classes
+        self.head_v = nn.Linear(dim, 1)  # FC_v
+        self.class_aware = use_class_tokens or use_grouping
+        self.modulate = loc_features == "modulated"
+        self.num_classes = num_classes
+
+    def group(self, f, transformer, grouping):
+        """f [B, Np, D] -> g [B, C, D] (AVCT then AVG, each optional)."""
+        c = self.tokens.unsqueeze(0).expand(f.shape[0], -1, -1)  # [B, C, D]
+        if self.use_class_tokens:
+            f, c = transformer(f, self.tokens)
+        if self.use_grouping:
+            c, _ = grouping(f, c)
+        return c
+
+    def forward(self, image, spec):
+        fv, grid = self.visual(image)  # [B, P, D]
+        fa = self.audio(spec)  # [B, Na, D]
+        ga = self.group(fa, getattr(self, "avct_a", None), getattr(self, "avg_a", None))
+        gv = self.group(fv, getattr(self, "avct_v", None), getattr(self, "avg_v", None))
+        out = {
+            "fv": fv, "grid": grid, "class_aware": self.class_aware,
+            "fa": F.normalize(fa.mean(dim=1, keepdim=True), dim=-1),  # [B, 1, D] class-agnostic
+            "logits_a": self.head_a(ga).squeeze(-1),  # [B, C]
+            "logits_v": self.head_v(gv).squeeze(-1),  # [B, C]
+            "token_logits": self.head_cls(self.tokens),  # [C, C]
+        }
+        if self.class_aware:
+            out["audio_groups"] = ga
+            out["visual_groups"] = gv if self.modulate else None
+        else:  # both switches off: the EZ-VSL map (Eq. 1) on the pooled audio token
+            out["audio_groups"], out["visual_groups"] = out["fa"], None
+        return out
+
+    @staticmethod
+    def maps(out, classes):
+        return localization_maps(out, classes)
+
+
+def localization_maps(out, classes):
+    """Class-aware maps on the feature grid.
+
+    Args:
+        out: a model's forward output.
+        classes: [B, N] long class ids per sample, -1 for padding.
+    Returns:
+        [B, N, h, w] cosine maps in [-1, 1]; zeros where the class is -1.
+    """
+    B, N = classes.shape
+    h, w = out["grid"]
+    valid = classes >= 0
+    if out["class_aware"]:
+        idx = classes.clamp(min=0).unsqueeze(-1).expand(-1, -1, out["audio_groups"].shape[-1])
+        a = out["audio_groups"].gather(1, idx)  # [B, N, D]
+        g = None if out["visual_groups"] is None else out["visual_groups"].gather(1, idx)
+    else:
+        a, g = out["audio_groups"].expand(-1, N, -1), None  # same map for every class
+    m = modulated_cosine(a, out["fv"], g)  # [B, N, P]
+    m = m * valid.unsqueeze(-1).to(m.dtype)
+    return m.view(B, N, h, w)
+
+
+def presence(out):
+    """Audio presence scores p^a [B, C] in (0, 1)."""
+    return out["logits_a"].sigmoid()
+
+
+def upsample_maps(maps, size):
+    """[B, N, h, w] -> [B, N, H, W] bilinear (the paper's upsampling to the image size)."""
+    return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)

@@ -1,0 +1,35 @@
+"""EZ-VSL baseline (Eq. 1): map = cos(f^a, f^v_p), the same for every class."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .encoders import AudioEncoder, VisualEncoder
+
+
+class EZVSL(nn.Module):
+    """Class-agnostic localisation with the AVGN encoders.
+
+    forward(image, spec) returns the same keys as AVGN: audio_groups [B, 1, D] (f^a, pooled over
+    audio tokens), visual_groups None, logits_a / logits_v [B, C] zeros (uniform presence, so
+    the multi-source metrics apply unchanged), token_logits None (no group loss).
+    """
+
+    class_aware = False
+
+    def __init__(self, num_classes, dim=512, width=64, visual_stride=32, audio_tokens="global",
+                 pretrained="none", pretrained_path=""):
+        super().__init__()
+        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path)
+        self.audio = AudioEncoder(dim, width, audio_tokens)
+        self.num_classes = num_classes
+
+    def forward(self, image, spec):
+        fv, grid = self.visual(image)  # [B, P, D]
+        fa = self.audio(spec)  # [B, Na, D]
+        zeros = fv.new_zeros(fv.shape[0], self.num_classes)
+        fa = F.normalize(fa.mean(dim=1, keepdim=True), dim=-1)  # [B, 1, D]
+        return {
+            "fv": fv, "grid": grid, "class_aware": False, "fa": fa,
+            "audio_groups": fa, "visual_groups": None,
+            "logits_a": zeros, "logits_v": zeros, "token_logits": None,
+        }

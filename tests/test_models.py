@@ -1,0 +1,208 @@
+import itertools
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losses import AVGNCriterion, build_criterion
+from models import AVGN, EZVSL, build_model, localization_maps, modulated_cosine, upsample_maps
+from models.avgn import Grouping
+from models.encoders import ResNet18Trunk, load_imagenet_weights
+from utils.config import load_config
+
+TINY = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.num_classes=5"]
+
+
+def tiny(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+def batch(B=3, H=64, W=64, C=5, N=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(B, 3, H, W, generator=g)
+    spec = torch.randn(B, 1, 64, 48, generator=g)
+    classes = torch.stack([torch.randperm(C, generator=g)[:N] for _ in range(B)])
+    classes[-1, 1:] = -1  # the last sample has one source
+    labels = torch.zeros(B, C)
+    for b, n in (classes >= 0).nonzero().tolist():
+        labels[b, classes[b, n]] = 1
+    return image, spec, classes, labels
+
+
+@pytest.mark.parametrize("W,P", [(224, 49), (448, 98)])
+@pytest.mark.parametrize("N", [1, 2, 3])
+def test_output_shapes(W, P, N):
+    torch.manual_seed(0)
+    model = build_model(tiny()).eval()
+    image, spec = torch.randn(2, 3, 224, W), torch.randn(2, 1, 257, 300)
+    with torch.no_grad():
+        out = model(image, spec)
+    assert out["fv"].shape == (2, P, 32) and out["grid"] == (7, W // 32)
+    assert out["audio_groups"].shape == (2, 5, 32) and out["logits_a"].shape == (2, 5)
+    classes = torch.arange(N).repeat(2, 1)
+    maps = localization_maps(out, classes)
+    assert maps.shape == (2, N, 7, W // 32)
+    assert upsample_maps(maps, (224, W)).shape == (2, N, 224, W)
+    assert maps.abs().max() <= 1 + 1e-5
+
+
+ABLATIONS = [dict(model="avgn", cls=a, grp=g, assign=s, tokens=t, loc=l)
+             for a, g in itertools.product([True, False], repeat=2)
+             for s in ["soft", "hard"] for t in ["global", "grid"] for l in ["modulated", "raw"]
+             if (s == "soft" or g) and (t == "global" or (s == "soft" and l == "modulated"))]
+ABLATIONS.append(dict(model="ezvsl", cls=False, grp=False, assign="soft", tokens="global",
+                      loc="modulated"))
+
+
+@pytest.mark.parametrize("ab", ABLATIONS, ids=lambda a: "-".join(str(v) for v in a.values()))
+def test_every_parameter_gets_a_gradient(ab):
+    cfg = tiny(f"model.name={ab['model']}", f"model.use_class_tokens={ab['cls']}",
+               f"model.use_grouping={ab['grp']}", f"model.assignment={ab['assign']}",
+               f"model.audio_tokens={ab['tokens']}", f"model.loc_features={ab['loc']}")
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    image, spec, classes, labels = batch()
+    losses = build_criterion(cfg)(model(image, spec), classes, labels)
+    assert set(losses) == {"loc", "cls_token", "cls_audio", "cls_visual", "total"}
+    losses["total"].backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_grouping_matches_direct_equations():
+    torch.manual_seed(0)
+    B, P, C, D = 2, 5, 3, 8
+    grp = Grouping(D, "soft").eval()
+    f, c = torch.randn(B, P, D), torch.randn(B, C, D)
+    with torch.no_grad():
+        g, A = grp(f, c)
+    Wq, Wk, Wv, Wo = (m.weight.detach() for m in (grp.q, grp.k, grp.v, grp.o))
+    for b in range(B):
+        logits = torch.tensor([[float((Wq @ f[b, p]) @ (Wk @ c[b, i])) / math.sqrt(D)
+                                for i in range(C)] for p in range(P)])
+        A_ref = logits.softmax(dim=1)  # softmax over the classes (Eq. 6)
+        for i in range(C):
+            num = sum(A_ref[p, i] * (Wv @ f[b, p]) for p in range(P))
+            g_ref = c[b, i] + Wo @ (num / (A_ref[:, i].sum() + grp.eps))  # Eq. 7-8
+            torch.testing.assert_close(g[b, i], g_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(A[b], A_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_hard_assignment_is_one_hot_and_straight_through():
+    torch.manual_seed(0)
+    grp = Grouping(8, "hard").train()
+    f = torch.randn(2, 6, 8, requires_grad=True)
+    c = torch.randn(2, 4, 8, requires_grad=True)
+    g, A = grp(f, c)
+    assert torch.equal(A.detach().sum(-1), torch.ones(2, 6))
+    assert set(A.detach().unique().tolist()) <= {0.0, 1.0}
+    g.square().sum().backward()
+    assert grp.q.weight.grad.abs().sum() > 0 and grp.k.weight.grad.abs().sum() > 0
+    assert f.grad.abs().sum() > 0
+
+
+def test_modulated_cosine_matches_explicit_product():
+    torch.manual_seed(0)
+    S, M, P, D = 3, 4, 5, 6
+    a, f, g = torch.randn(S, D), torch.randn(M, P, D), torch.randn(S, M, D)
+    out = modulated_cosine(a, f, g, pairwise=True)
+    ref = F.cosine_similarity(a[:, None, None, :], f[None] * g[:, :, None, :], dim=-1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    ref = F.cosine_similarity(a[:, None, None, :], f[None], dim=-1)
+    torch.testing.assert_close(modulated_cosine(a, f, None, pairwise=True), ref)
+    a2, f2, g2 = torch.randn(S, 2, D), torch.randn(S, P, D), torch.randn(S, 2, D)
+    ref = F.cosine_similarity(a2[:, :, None], f2[:, None] * g2[:, :, None], dim=-1)
+    torch.testing.assert_close(modulated_cosine(a2, f2, g2), ref, rtol=1e-5, atol=1e-6)
+
+
+def _hand_made_outputs(B=4, C=3, P=6, D=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    audio = F.normalize(torch.randn(B, C, D, generator=g), dim=-1)
+    fv = F.normalize(torch.randn(B, P, D, generator=g), dim=-1)
+    classes = torch.randint(0, C, (B, 1), generator=g)
+    for b in range(B):  # image b holds, at patch b, exactly what audio b's class sounds like
+        fv[b, b] = audio[b, classes[b, 0]]
+    out = {"fv": fv, "grid": (2, 3), "class_aware": True, "audio_groups": audio,
+           "visual_groups": torch.ones(B, C, D), "fa": audio[:, :1],
+           "logits_a": torch.zeros(B, C), "logits_v": torch.zeros(B, C),
+           "token_logits": torch.zeros(C, C)}
+    return out, classes, F.one_hot(classes[:, 0], C).float()
+
+
+def test_localization_loss_prefers_true_pairs():
+    out, classes, labels = _hand_made_outputs()
+    crit = AVGNCriterion(tau=0.03)
+    matched = crit(out, classes, labels)["loc"]
+    perm = torch.tensor([1, 2, 3, 0])
+    shuffled = dict(out, fv=out["fv"][perm], visual_groups=out["visual_groups"][perm])
+    assert matched < 0.5 * crit(shuffled, classes, labels)["loc"]
+    assert matched < 0.1
+
+
+def test_map_for_class_i_follows_token_i():
+    torch.manual_seed(0)
+    model = build_model(tiny("model.depth=2")).eval()
+    image, spec, _, _ = batch(B=2)
+    classes = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    with torch.no_grad():
+        before = localization_maps(model(image, spec), classes)
+        model.tokens[1] += 0.5 * torch.randn_like(model.tokens[1])
+        after = localization_maps(model(image, spec), classes)
+    assert (after[:, 1] - before[:, 1]).abs().max() > 1e-3
+
+
+def test_ezvsl_equals_avgn_with_both_switches_off():
+    torch.manual_seed(0)
+    avgn = build_model(tiny("model.use_class_tokens=false", "model.use_grouping=false")).eval()
+    ez = build_model(tiny("model.name=ezvsl")).eval()
+    ez.load_state_dict(avgn.state_dict(), strict=False)
+    image, spec, classes, labels = batch()
+    with torch.no_grad():
+        oa, oe = avgn(image, spec), ez(image, spec)
+        ma, me = localization_maps(oa, classes), localization_maps(oe, classes)
+    torch.testing.assert_close(ma, me)
+    # class-agnostic: every requested class gets the same map, Eq. 1
+    ref = F.cosine_similarity(oe["fa"], oe["fv"], dim=-1).view(-1, *oe["grid"])
+    torch.testing.assert_close(me[:, 0], ref, rtol=1e-5, atol=1e-6)
+    crit = AVGNCriterion()
+    torch.testing.assert_close(crit(oa, classes, labels)["loc"], crit(oe, classes, labels)["loc"])
+
+
+def test_batched_equals_one_by_one():
+    torch.manual_seed(0)
+    model = build_model(tiny("model.depth=2")).eval()
+    image, spec, classes, _ = batch(B=3)
+    with torch.no_grad():
+        full = localization_maps(model(image, spec), classes)
+        for b in range(3):
+            one = localization_maps(model(image[b:b + 1], spec[b:b + 1]), classes[b:b + 1])
+            torch.testing.assert_close(full[b:b + 1], one, rtol=1e-4, atol=1e-5)
+
+
+def test_imagenet_weights_from_local_file_and_clear_offline_error(tmp_path, monkeypatch):
+    import torchvision
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    trunk = ResNet18Trunk(3, 64)
+    load_imagenet_weights(trunk, str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(trunk.layer3[0].downsample[0].weight, ref.layer3[0].downsample[0].weight)
+
+    def offline(*a, **k):
+        raise OSError("Network is unreachable")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match=r"resnet18-f37072fd\.pth.*model\.pretrained_path"):
+        build_model(tiny("model.width=64", "model.pretrained=imagenet"))
+    assert time.time() - t0 < 30
+    with pytest.raises(FileNotFoundError, match="model.pretrained_path"):
+        build_model(tiny("model.width=64", "model.pretrained=imagenet",
+                         f"model.pretrained_path={tmp_path / 'missing.pth'}"))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match=r"unknown model.name 'avgm'.*'avgn'"):
+        build_model(tiny("model.name=avgm"))
