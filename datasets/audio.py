@@ -1,0 +1,161 @@
+"""Audio: decode, resample, window, log power spectrogram (SPEC §3.2).
+
+    wave = load_window(path, sample_rate=22050, seconds=3.0, centre=None)  # float32 [S]
+    spec = log_spectrogram(wave, n_fft=512, hop=220, frames=300)          # [1, 257, 300]
+
+wav/flac are read with soundfile, only the frames of the window (plus a little margin for the
+resampler); any other container is decoded with PyAV. Resampling is polyphase
+(`scipy.signal.resample_poly`).
+"""
+import math
+import os
+from fractions import Fraction
+from typing import Optional, Tuple
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from .records import DataError
+
+SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+EPS = 1e-7
+_MARGIN_S = 0.05  # extra seconds read on each side of the window (resampler edge effects)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling of a 1-D float32 signal."""
+    if sr_in == sr_out:
+        return x.astype(np.float32, copy=False)
+    frac = Fraction(int(sr_out), int(sr_in)).limit_denominator(1000)
+    return resample_poly(x, frac.numerator, frac.denominator).astype(np.float32)
+
+
+def _to_mono(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=1) if x.ndim == 2 else x
+
+
+def _window_bounds(total: int, n: int, centre: Optional[int]) -> Tuple[int, int]:
+    """[start, stop) of an n-sample window centred on `centre` (None: clip centre), kept inside
+    the clip when the clip is long enough."""
+    if total <= n:
+        return 0, total
+    c = total // 2 if centre is None else int(centre)
+    start = min(max(c - n // 2, 0), total - n)
+    return start, start + n
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """Exactly n samples: tile a shorter signal, crop a longer one."""
+    if len(x) == 0:
+        raise DataError("empty audio")
+    if len(x) < n:
+        x = np.tile(x, math.ceil(n / len(x)))
+    return np.ascontiguousarray(x[:n], dtype=np.float32)
+
+
+def _read_soundfile(path, sample_rate, seconds, centre):
+    with sf.SoundFile(path) as f:
+        sr, total = f.samplerate, f.frames
+        n_in = int(round(seconds * sr))
+        c = None if centre is None else int(round(centre * sr))
+        start, stop = _window_bounds(total, n_in, c)
+        m = int(_MARGIN_S * sr) if sr != sample_rate else 0
+        lo, hi = max(start - m, 0), min(stop + m, total)
+        f.seek(lo)
+        x = _to_mono(f.read(hi - lo, dtype="float32", always_2d=False))
+    y = resample(x, sr, sample_rate)
+    skip = int(round((start - lo) * sample_rate / sr))
+    keep = int(round((stop - start) * sample_rate / sr))
+    return y[skip:skip + keep]
+
+
+def decode_av(path: str, sample_rate: int) -> np.ndarray:
+    """Whole first audio stream of a container PyAV reads -> mono float32 at `sample_rate`
+    (format conversion, down-mix and resampling by PyAV's resampler)."""
+    import av
+    with av.open(path) as c:
+        if not c.streams.audio:
+            raise DataError(f"no audio stream in {path}")
+        stream = c.streams.audio[0]
+        rs = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        chunks = []
+        for frame in c.decode(stream):
+            for out in rs.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in rs.resample(None):  # flush
+            chunks.append(out.to_ndarray().reshape(-1))
+    if not chunks:
+        raise DataError(f"no audio decoded from {path}")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def load_window(path: str, sample_rate: int, seconds: float,
+                centre: Optional[float] = None) -> np.ndarray:
+    """Mono float32 window of `seconds` at `sample_rate`, centred on `centre` seconds (None: on the
+    clip centre), shifted to stay inside the clip, tiled when the clip is shorter.
+
+    Raises DataError naming the file when it is missing or cannot be decoded.
+    """
+    n = int(round(seconds * sample_rate))
+    if not os.path.isfile(path):
+        raise DataError(f"audio file not found: {path}")
+    try:
+        if os.path.splitext(path)[1].lower() in SOUNDFILE_EXTS:
+            x = _read_soundfile(path, sample_rate, seconds, centre)
+        else:
+            x = decode_av(path, sample_rate)
+            c = None if centre is None else int(round(centre * sample_rate))
+            start, stop = _window_bounds(len(x), n, c)
+            x = x[start:stop]
+    except DataError:
+        raise
+    except Exception as e:  # corrupt file: name it
+        raise DataError(f"cannot decode audio {path}: {type(e).__name__}: {e}") from e
+    try:
+        return _fit(x, n)
+    except DataError:
+        raise DataError(f"no audio samples in {path}") from None
+
+
+def peak_limit(x: np.ndarray) -> np.ndarray:
+    """Scale a (mixed) waveform down so that max |x| <= 1 (untouched when already inside)."""
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    return (x / peak).astype(np.float32) if peak > 1.0 else x.astype(np.float32, copy=False)
+
+
+_WINDOWS = {}
+
+
+def log_spectrogram(wave, n_fft: int = 512, hop: int = 220, frames: int = 300,
+                    freq_bins: int = 0, log_mean: float = -4.0, log_std: float = 4.0) -> torch.Tensor:
+    """Waveform [S] -> normalised log power spectrogram [1, F, T].
+
+    |STFT|^2 (Hann window of n_fft, centred frames) -> log(power + 1e-7) -> (x - log_mean) / log_std;
+    T cropped / padded (with the value of silence) to exactly `frames`; F = n_fft // 2 + 1, or the
+    lowest `freq_bins` bins when > 0.
+    """
+    x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+    assert x.ndim == 1, f"expected a 1-D waveform, got {tuple(x.shape)}"
+    if n_fft not in _WINDOWS:
+        _WINDOWS[n_fft] = torch.hann_window(n_fft)
+    if len(x) < n_fft // 2 + 1:  # reflect padding needs n_fft // 2 samples
+        x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - len(x)))
+    z = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=_WINDOWS[n_fft],
+                   center=True, return_complex=True)  # [n_fft // 2 + 1, T']
+    s = (torch.log(z.real ** 2 + z.imag ** 2 + EPS) - log_mean) / log_std
+    if freq_bins > 0:
+        s = s[:freq_bins]
+    if s.shape[1] >= frames:
+        s = s[:, :frames]
+    else:
+        pad = (math.log(EPS) - log_mean) / log_std
+        s = torch.nn.functional.pad(s, (0, frames - s.shape[1]), value=pad)
+    return s.unsqueeze(0).contiguous()  # [1, F, T]
+
+
+def spectrogram_from_config(wave, audio_cfg) -> torch.Tensor:
+    """`log_spectrogram` with the fields of an AudioConfig."""
+    return log_spectrogram(wave, audio_cfg.n_fft, audio_cfg.hop, audio_cfg.frames,
+                           audio_cfg.freq_bins, audio_cfg.log_mean, audio_cfg.log_std)

@@ -1,0 +1,239 @@
+"""One record type and one small parser per annotation / list format.
+
+Every benchmark is read into `Record`s (one per video frame); `datasets.dataset` turns records
+into samples. Parsers never guess: a malformed line, box or class raises `DataError` naming the
+file and the line (or entry) it came from.
+
+Formats (SPEC §3.4):
+* list files: ``id`` | ``id,class`` | ``id,c1,c2`` (one frame, several sources) and pair lists
+  ``id1,c1,id2,c2`` (two frames side by side), see `read_list` / `read_pair_list`;
+* ``vggss.json``: ``{file, class, bbox: [[x1, y1, x2, y2], ...]}``, normalised xyxy, several boxes
+  per file, clipped to [0, 1] (a few boxes hold -2.9e16), see `read_vggss_json`;
+* ``music_solo.json`` ``{file, class, bbox}`` and ``music_duet.json``
+  ``{file, class_src1, bbox_src1, class_src2, bbox_src2}``: normalised **[x, y, w, h]** (the official
+  code reads them as xyxy, which empties 1647 of the 2124 solo boxes), see `read_music_json`;
+* VGGSound-Instruments ``anno/<id>.pkl``: a pickled 2-D array, see `load_mask_pkl`;
+* VGGSound's ``vggsound.csv`` ``ytid,start,label,split`` to build training lists, see
+  `read_vggsound_csv` / `write_list`.
+
+Class names are compared in canonical form (`canonical_class`): lower case, every run of
+characters other than letters and digits replaced by ``_`` ("female speech, woman speaking",
+"female_speech_woman_speaking" -> "female_speech_woman_speaking"; "police car (siren)" ->
+"police_car_siren").
+"""
+import csv
+import json
+import math
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+Box = Tuple[float, float, float, float]  # normalised x1, y1, x2, y2
+
+
+class DataError(ValueError):
+    """Bad input: a missing/corrupt file, an unknown class, a malformed box or list line."""
+
+
+@dataclass
+class Record:
+    """One video frame and its audio.
+
+    id: clip id (``<root>/frames/<id>.jpg``); frame / audio: paths of the jpg and of the audio
+    (wav/flac, or any container PyAV reads); audio_offset: centre of the audio window in seconds
+    (None: centre of the clip); classes: canonical class names of the sources visible in the frame,
+    in order; boxes: per source a list of normalised xyxy boxes (possibly empty; None: no boxes,
+    e.g. training lists); mask_path: pickled 2-D mask of the first source (VGGSound-Instruments);
+    where: ``file:line`` of the list entry, for error messages.
+    """
+    id: str
+    frame: str
+    audio: str
+    classes: List[str]
+    audio_offset: Optional[float] = None
+    boxes: Optional[List[List[Box]]] = None
+    mask_path: Optional[str] = None
+    where: str = ""
+    extra: dict = field(default_factory=dict)  # free slot for subclasses (e.g. synthetic render)
+
+
+def canonical_class(name: str) -> str:
+    """'Female speech, woman speaking' -> 'female_speech_woman_speaking'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def _check_file(path):
+    if not os.path.isfile(path):
+        raise DataError(f"file not found: {path}")
+
+
+# --------------------------------------------------------------------------- list files
+@dataclass
+class ListEntry:
+    id: str
+    classes: List[str]  # canonical; empty for bare-id lists
+    where: str  # file:line
+
+
+def read_list(path: str, min_fields: int = 1, max_fields: int = 3) -> List[ListEntry]:
+    """``id[,c1[,c2...]]`` per line -> ListEntry per line (blank lines ignored).
+
+    min_fields / max_fields: allowed number of comma-separated fields (id included).
+    """
+    _check_file(path)
+    out = []
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            row = [x.strip() for x in row]
+            if not row or not any(row):
+                continue
+            where = f"{path}:{n}"
+            if not (min_fields <= len(row) <= max_fields) or not all(row):
+                raise DataError(f"{where}: expected {min_fields}..{max_fields} non-empty "
+                                f"comma-separated fields (id[,class...]), got {row!r}")
+            out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
+    return out
+
+
+def read_pair_list(path: str) -> List[Tuple[ListEntry, ListEntry]]:
+    """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames)."""
+    _check_file(path)
+    out = []
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            row = [x.strip() for x in row]
+            if not row or not any(row):
+                continue
+            where = f"{path}:{n}"
+            if len(row) < 4 or len(row) % 2 or not all(row):
+                raise DataError(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}")
+            out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
+                             for i in range(0, len(row), 2)))
+    return out
+
+
+def write_list(entries: Sequence[Tuple[str, Sequence[str]]], path: str) -> None:
+    """Write ``id,class[,class...]`` lines (inverse of `read_list`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        for id_, classes in entries:
+            f.write(",".join([id_, *classes]) + "\n")
+
+
+def read_vggsound_csv(path: str, classes: Optional[Sequence[str]] = None,
+                      split: Optional[str] = None) -> List[ListEntry]:
+    """VGGSound's ``vggsound.csv`` (``ytid,start,label,split``) -> entries with ids
+    ``<ytid>_<start:06d>``.
+
+    classes: keep only these class names (any spelling; compared canonically), None: all;
+    split: keep only ``train`` or ``test`` rows, None: all. An unknown name in `classes` raises.
+    """
+    _check_file(path)
+    wanted = None if classes is None else {canonical_class(c) for c in classes}
+    seen, out = set(), []
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if not row or not any(x.strip() for x in row):
+                continue
+            where = f"{path}:{n}"
+            if len(row) != 4:
+                raise DataError(f"{where}: expected ytid,start,label,split, got {row!r}")
+            ytid, start, label, sp = (x.strip() for x in row)
+            try:
+                start = int(float(start))
+            except ValueError:
+                raise DataError(f"{where}: start '{start}' is not a number") from None
+            cls = canonical_class(label)
+            seen.add(cls)
+            if (wanted is None or cls in wanted) and (split is None or sp == split):
+                out.append(ListEntry(f"{ytid}_{start:06d}", [cls], where))
+    if wanted is not None and wanted - seen:
+        raise DataError(f"{path}: unknown classes {sorted(wanted - seen)}")
+    return out
+
+
+# --------------------------------------------------------------------------- boxes
+def _box(values, where) -> Box:
+    if (not isinstance(values, (list, tuple)) or len(values) != 4
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+        raise DataError(f"{where}: malformed box {values!r} (expected 4 finite numbers)")
+    return tuple(float(min(max(v, 0.0), 1.0)) for v in values)
+
+
+def xywh_to_xyxy(b) -> Tuple[float, float, float, float]:
+    x, y, w, h = b
+    return (x, y, x + w, y + h)
+
+
+def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
+    """vggss.json -> {id: (canonical class, [xyxy boxes clipped to [0, 1]])}."""
+    _check_file(path)
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for i, e in enumerate(data):
+        where = f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})"
+        if not isinstance(e, dict) or not {"file", "class", "bbox"} <= e.keys():
+            raise DataError(f"{where}: expected keys file, class, bbox")
+        if not isinstance(e["bbox"], list):
+            raise DataError(f"{where}: bbox must be a list of boxes")
+        out[e["file"]] = (canonical_class(e["class"]), [_box(b, where) for b in e["bbox"]])
+    return out
+
+
+def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
+    """music_solo.json / music_duet.json -> {id: [(canonical class, [xyxy box]), ...per source]}.
+
+    Boxes are stored as normalised [x, y, w, h]; they are converted to xyxy and clipped.
+    Solo entries use ``class``/``bbox``, duet entries ``class_src<k>``/``bbox_src<k>`` (k = 1, 2, ...).
+    """
+    _check_file(path)
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for i, e in enumerate(data):
+        where = f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})"
+        if not isinstance(e, dict) or "file" not in e:
+            raise DataError(f"{where}: expected an object with a 'file' key")
+        keys = [("class", "bbox")] if "class" in e else []
+        k = 1
+        while f"class_src{k}" in e:
+            keys.append((f"class_src{k}", f"bbox_src{k}"))
+            k += 1
+        if not keys:
+            raise DataError(f"{where}: no class/bbox or class_src1/bbox_src1 keys")
+        sources = []
+        for ck, bk in keys:
+            if bk not in e:
+                raise DataError(f"{where}: '{ck}' without '{bk}'")
+            raw = e[bk]
+            if raw and isinstance(raw[0], (list, tuple)):  # tolerate a list of boxes
+                boxes = [_box(xywh_to_xyxy(_box_raw(b, where)), where) for b in raw]
+            else:
+                boxes = [_box(xywh_to_xyxy(_box_raw(raw, where)), where)]
+            sources.append((canonical_class(e[ck]), boxes))
+        out[e["file"]] = sources
+    return out
+
+
+def _box_raw(b, where):
+    _box(b, where)  # validates shape and finiteness
+    return [float(v) for v in b]
+
+
+def load_mask_pkl(path: str) -> np.ndarray:
+    """VGGSound-Instruments ``anno/<id>.pkl`` -> 2-D float array (binarise with > 0)."""
+    _check_file(path)
+    try:
+        with open(path, "rb") as f:
+            m = np.asarray(pickle.load(f))
+    except Exception as e:  # corrupt pickle: report which file
+        raise DataError(f"cannot read mask {path}: {e}") from e
+    m = np.squeeze(m)
+    if m.ndim != 2:
+        raise DataError(f"mask {path} has shape {m.shape}, expected a 2-D array")
+    return m.astype(np.float32)
