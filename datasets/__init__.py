@@ -165,9 +165,9 @@ def _read_train_list(cfg, name, spec):
                 "per line) from VGGSound's vggsound.csv with datasets.records.read_vggsound_csv "
                 "and write_list (README, 'Data')")
         raise DataError(f"training list not found: {path}.{hint}")
-    errors = cfg.data.on_error == "skip"
-    entries = read_list(path, min_fields=2, max_fields=3) if not errors else _lenient_list(path)
-    return entries
+    if cfg.data.on_error == "skip":
+        return _lenient_list(path)
+    return read_list(path, min_fields=2, max_fields=3)
 
 
 def _lenient_list(path):
@@ -205,11 +205,12 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}', expected one of {SPLITS}")
     d = cfg.data
-    canvas = spec.canvas or d.canvas
+    # pair lists are always side by side; training follows data.canvas unless the benchmark fixes it
+    canvas = spec.canvas or (d.canvas if split == "train" else "concat")
     train_path = _metadata_path(cfg, spec.train_list)
     have_train = os.path.isfile(train_path)
-    train_entries = _read_train_list(cfg, name, spec) if (split != "test" or
-                                                          (have_train and class_names is None)) else None
+    need_train = split != "test" or (have_train and class_names is None)
+    train_entries = _read_train_list(cfg, name, spec) if need_train else None
     if class_names is None and train_entries is not None:
         class_names = sorted({c for e in train_entries for c in e.classes})
 

@@ -4,8 +4,8 @@
     spec = log_spectrogram(wave, n_fft=512, hop=220, frames=300)          # [1, 257, 300]
 
 wav/flac are read with soundfile, only the frames of the window (plus a little margin for the
-resampler); any other container is decoded with PyAV. Resampling is polyphase
-(`scipy.signal.resample_poly`).
+resampler), and resampled with a polyphase filter (`scipy.signal.resample_poly`); any other
+container is decoded and resampled with PyAV.
 """
 import math
 import os
@@ -71,24 +71,36 @@ def _read_soundfile(path, sample_rate, seconds, centre):
     return y[skip:skip + keep]
 
 
-def decode_av(path: str, sample_rate: int) -> np.ndarray:
-    """Whole first audio stream of a container PyAV reads -> mono float32 at `sample_rate`
-    (format conversion, down-mix and resampling by PyAV's resampler)."""
+def decode_av(path: str, sample_rate: int, with_start: bool = False):
+    """Whole first audio stream of a container PyAV reads -> mono float32 [S] at `sample_rate`
+    (format conversion, down-mix and resampling by PyAV's resampler). with_start: also return the
+    time in seconds of the first decoded sample (to align with video frame times)."""
     import av
+    start = None
     with av.open(path) as c:
         if not c.streams.audio:
             raise DataError(f"no audio stream in {path}")
-        stream = c.streams.audio[0]
         rs = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
         chunks = []
-        for frame in c.decode(stream):
-            for out in rs.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in rs.resample(None):  # flush
-            chunks.append(out.to_ndarray().reshape(-1))
+        for frame in c.decode(c.streams.audio[0]):
+            if start is None and frame.time is not None:
+                start = float(frame.time)
+            chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(frame))
+        chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(None))  # flush
     if not chunks:
         raise DataError(f"no audio decoded from {path}")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    x = np.concatenate(chunks).astype(np.float32, copy=False)
+    return (x, start or 0.0) if with_start else x
+
+
+def cut_window(x: np.ndarray, sample_rate: int, seconds: float,
+               centre: Optional[float] = None) -> np.ndarray:
+    """Exactly round(seconds * sample_rate) samples of x centred on `centre` seconds (None: the
+    clip centre), shifted to stay inside the clip, tiled when the clip is shorter."""
+    n = int(round(seconds * sample_rate))
+    c = None if centre is None else int(round(centre * sample_rate))
+    start, stop = _window_bounds(len(x), n, c)
+    return _fit(x[start:stop], n)
 
 
 def load_window(path: str, sample_rate: int, seconds: float,
@@ -106,9 +118,8 @@ def load_window(path: str, sample_rate: int, seconds: float,
             x = _read_soundfile(path, sample_rate, seconds, centre)
         else:
             x = decode_av(path, sample_rate)
-            c = None if centre is None else int(round(centre * sample_rate))
-            start, stop = _window_bounds(len(x), n, c)
-            x = x[start:stop]
+            x = x[slice(*_window_bounds(len(x), n, None if centre is None
+                                        else int(round(centre * sample_rate))))]
     except DataError:
         raise
     except Exception as e:  # corrupt file: name it

@@ -189,7 +189,9 @@ class AudioVisualDataset(torch.utils.data.Dataset):
     def load_frame(self, record: Record) -> Image.Image:
         try:
             with Image.open(record.frame) as img:
-                img.draft("RGB", (self.size, self.size))  # faster JPEG decode when much larger
+                short = (max(int(round(self.size * self.cfg.resize_scale)), self.size)
+                         if self.train else self.size)
+                img.draft("RGB", (short, short))  # JPEG: decode at 1/2, 1/4.. when still >= short
                 return img.convert("RGB")
         except FileNotFoundError:
             raise DataError(f"frame not found: {record.frame}") from None
