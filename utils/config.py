@@ -113,6 +113,8 @@ class EvalConfig:
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
     num_sources: int = 0  # override the number of sources of multi-source test sets (0: as listed)
     batch_size: int = 32  # evaluation batch per process
+    test_at_end: bool = True  # train.py tests best.pth (or the last checkpoint) on test_sets
+    save_vis: int = 8  # overlays written per test set by the end-of-training test
 
 
 @dataclass

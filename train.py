@@ -1,0 +1,209 @@
+"""Train AVGN (or EZ-VSL).
+
+    python train.py --config configs/synthetic.yaml                     # CPU quick-start
+    torchrun --nproc_per_node=4 train.py --config configs/music_duet.yaml
+    python train.py --config configs/music.yaml train.epochs=50 model.depth=1
+    python train.py --resume run/checkpoint.pth                          # after preemption
+
+One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
+is data.batch_size_per_gpu x processes; the learning rate is used as given.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from datasets import build_dataset
+from datasets.dataset import ClassBalancedBatchSampler
+from engine import (StopRequested, build_evaluator, evaluate, format_metrics, selection_metric,
+                    train_one_epoch)
+from losses import build_criterion
+from models import build_model
+from test import run_tests
+from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from utils.config import dump_config, from_dict, load_config, parse_overrides, to_dict, _merge
+from utils.data import make_loader
+from utils.dist import barrier, cleanup, get_rank, get_world_size, init_distributed, is_main_process
+from utils.logger import append_jsonl, git_sha, logger, setup_logging
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML config (default: configs/synthetic.yaml, "
+                   "or the config stored in the --resume checkpoint)")
+    p.add_argument("--resume", default="", help="checkpoint to continue from exactly; 'auto': "
+                   "<output_dir>/checkpoint.pth when it exists")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    return p.parse_args(argv)
+
+
+def build_scheduler(optimizer, cfg, total_steps):
+    t = cfg.train
+    if t.schedule not in ("constant", "cosine"):
+        raise ValueError(f"train.schedule must be constant or cosine, got {t.schedule!r}")
+
+    def factor(step):
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.schedule == "constant":
+            return 1.0
+        progress = (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def resolve_config(args):
+    """Config file <- overrides; on resume without --config, the checkpoint's config <- overrides."""
+    resume = args.resume
+    if resume and not args.config:
+        path = resume
+        if resume == "auto":
+            path = os.path.join(load_config(None, args.overrides).train.output_dir, "checkpoint.pth")
+        if os.path.isfile(path):
+            cfg = from_dict(load_checkpoint(path)["config"])
+            _merge(cfg, parse_overrides(args.overrides))
+            return cfg
+    return load_config(args.config or "configs/synthetic.yaml", args.overrides)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args)
+    device = init_distributed(args.device)
+    out_dir = cfg.train.output_dir
+    setup_logging(out_dir)
+    logger.info("git %s | %s", git_sha(), " ".join(sys.argv if argv is None else ["train.py"] + argv))
+    torch.manual_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    train_set = build_dataset(cfg, "train")
+    if cfg.model.num_classes != len(train_set.class_names):
+        logger.info("model.num_classes = %d (the training classes)", len(train_set.class_names))
+        cfg.model.num_classes = len(train_set.class_names)
+    val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
+    if is_main_process():
+        os.makedirs(out_dir, exist_ok=True)
+        dump_config(cfg, os.path.join(out_dir, "config.yaml"))
+
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every process
+    model = build_model(cfg).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model_without_ddp = model
+    criterion = build_criterion(cfg)
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
+                                 weight_decay=cfg.train.weight_decay, **({"fused": True} if cuda else {}))
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp == "fp16")
+
+    world = get_world_size()
+    batch_sampler = None
+    if cfg.data.class_balanced:
+        first_class = [train_set.class_index[train_set.item_classes(i)[0]]
+                       for i in range(len(train_set))]
+        batch_sampler = ClassBalancedBatchSampler(first_class, cfg.train.batch_size_per_gpu,
+                                                  cfg.train.seed, world, get_rank())
+    train_loader = make_loader(train_set, cfg.train.batch_size_per_gpu, True, cfg.data.num_workers,
+                               cfg.train.seed, pin_memory=cuda, batch_sampler=batch_sampler)
+    steps_per_epoch = len(train_loader.batch_sampler)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training items give no full batch of "
+                         f"{cfg.train.batch_size_per_gpu} x {world} processes")
+    total_steps = cfg.train.epochs * steps_per_epoch
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    scheduler = build_scheduler(optimizer, cfg, total_steps)
+    logger.info("model %s: %.2fM parameters; %d training items, %d steps/epoch; global batch %d "
+                "(%d x %d processes), lr %.3g", cfg.model.name,
+                sum(p.numel() for p in model.parameters()) / 1e6, len(train_set), steps_per_epoch,
+                cfg.train.batch_size_per_gpu * world, cfg.train.batch_size_per_gpu, world,
+                cfg.train.lr)
+
+    state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
+    resume = args.resume
+    if resume == "auto":
+        resume = os.path.join(out_dir, "checkpoint.pth")
+        resume = resume if os.path.isfile(resume) else ""
+    if resume:
+        ckpt = load_checkpoint(resume)
+        model_without_ddp.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.update({k: ckpt[k] for k in state})
+        set_rng_state(ckpt["rng"])
+        logger.info("resumed from %s at epoch %d, step %d", resume, state["epoch"], state["step"])
+
+    if cfg.train.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+
+    def checkpoint(path):
+        save_checkpoint({
+            "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            **state, "rng": rng_state(), "config": to_dict(cfg),
+            "class_names": list(train_set.class_names)}, path)
+
+    stop = StopRequested()
+    signal.signal(signal.SIGTERM, stop)
+    val_loader = None
+    if val_set is not None:
+        val_loader = make_loader(val_set, cfg.eval.batch_size, False, cfg.data.num_workers)
+    last_path, best_path = os.path.join(out_dir, "checkpoint.pth"), os.path.join(out_dir, "best.pth")
+    start = time.time()
+    while state["epoch"] < cfg.train.epochs:
+        epoch = state["epoch"]
+        train_set.set_epoch(epoch)
+        train_loader.batch_sampler.set_epoch(epoch, skip=state["step_in_epoch"])
+        stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, scaler,
+                                device, state, amp=cfg.train.amp, clip_grad=cfg.train.clip_grad,
+                                channels_last=cfg.train.channels_last,
+                                max_steps=cfg.train.max_steps, log_every=cfg.train.log_every,
+                                stop=stop)
+        finished = state["step_in_epoch"] >= steps_per_epoch
+        if finished:
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+        record = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                  "time": round(time.time() - start, 1), **{f"train_{k}": v for k, v in stats.items()}}
+        done = state["epoch"] >= cfg.train.epochs or (cfg.train.max_steps and
+                                                        state["step"] >= cfg.train.max_steps)
+        if val_loader is not None and (done or (finished and state["epoch"] % cfg.train.eval_every == 0)):
+            metrics = evaluate(model, val_loader, build_evaluator(val_set, cfg.eval), device,
+                               cfg.train.amp, desc="val")
+            logger.info(format_metrics(f"val (epoch {epoch})", metrics))
+            record.update({f"val_{k}": v for k, v in metrics.items()})
+            if is_main_process() and selection_metric(metrics) > state["best"]:
+                state["best"] = selection_metric(metrics)
+                checkpoint(best_path)
+        if is_main_process():
+            checkpoint(last_path)
+        append_jsonl(os.path.join(out_dir, "log.jsonl"), record)
+        logger.info("epoch %d done: %s", epoch, json.dumps(record))
+        if stop.flag:
+            logger.info("stop requested: saved %s at step %d, exiting", last_path, state["step"])
+            break
+        if done:
+            break
+    logger.info("training took %.1f min", (time.time() - start) / 60)
+
+    if cfg.eval.test_at_end and not stop.flag:
+        barrier()  # rank 0 has written the checkpoints
+        ckpt = best_path if os.path.isfile(best_path) else last_path
+        logger.info("testing %s", ckpt)
+        run_tests(load_checkpoint(ckpt), out_dir, device, save_vis=cfg.eval.save_vis)
+    cleanup()
+
+
+if __name__ == "__main__":
+    main()
