@@ -47,9 +47,18 @@ class StopRequested:
         return bool(all_reduce_sum(torch.tensor([float(self.flag)], device=device)).item())
 
 
+def set_train_mode(model, frozen_bn=False):
+    """model.train(); with frozen_bn the BatchNorm layers keep their running statistics."""
+    model.train()
+    if frozen_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, device, state, *,
                     amp="none", clip_grad=0.0, channels_last=False, max_steps=0, log_every=20,
-                    stop=None):
+                    stop=None, frozen_bn=False):
     """One pass over `loader` (which may start mid-epoch after a resume).
 
     Args:
@@ -57,10 +66,11 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
             in place after every step.
         max_steps: stop once state['step'] reaches it (0: no limit).
         stop: a `StopRequested`; checked after every step.
+        frozen_bn: BatchNorm layers use (and keep) their running statistics.
     Returns:
         dict of mean loss terms over this call's steps (summed over processes, then divided).
     """
-    model.train()
+    set_train_mode(model, frozen_bn)
     sums, count = defaultdict(float), 0
     bar = tqdm(loader, desc=f"epoch {state['epoch']}", disable=not is_main_process(),
                dynamic_ncols=True, leave=False)

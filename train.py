@@ -59,6 +59,17 @@ def build_scheduler(optimizer, cfg, total_steps):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def build_optimizer(model, cfg, cuda):
+    t = cfg.train
+    if t.optimizer == "adam":  # the paper's optimiser; fused kernel on CUDA
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                                **({"fused": True} if cuda else {}))
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9,
+                               weight_decay=t.weight_decay)
+    raise ValueError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
+
+
 def resolve_config(args):
     """Config file <- overrides; on resume without --config, the checkpoint's config <- overrides."""
     resume = args.resume
@@ -95,13 +106,16 @@ def main(argv=None):
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every process
     model = build_model(cfg).to(device)
+    if cfg.train.batchnorm not in ("batch", "sync", "frozen"):
+        raise ValueError(f"train.batchnorm must be batch, sync or frozen, got {cfg.train.batchnorm!r}")
+    if cfg.train.batchnorm == "sync" and get_world_size() > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model_without_ddp = model
     criterion = build_criterion(cfg)
     cuda = device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay, **({"fused": True} if cuda else {}))
+    optimizer = build_optimizer(model, cfg, cuda)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp == "fp16")
 
     world = get_world_size()
@@ -169,7 +183,7 @@ def main(argv=None):
                                 device, state, amp=cfg.train.amp, clip_grad=cfg.train.clip_grad,
                                 channels_last=cfg.train.channels_last,
                                 max_steps=cfg.train.max_steps, log_every=cfg.train.log_every,
-                                stop=stop)
+                                stop=stop, frozen_bn=cfg.train.batchnorm == "frozen")
         finished = state["step_in_epoch"] >= steps_per_epoch
         if finished:
             state["epoch"] += 1

@@ -90,6 +90,8 @@ class TrainConfig:
     batch_size_per_gpu: int = 32  # per process; the global batch is this x world size
     lr: float = 1e-4  # Adam learning rate (for the global batch as given, no auto-scaling)
     weight_decay: float = 0.0  # Adam weight decay
+    optimizer: str = "adam"  # adam (paper) | sgd (momentum 0.9)
+    batchnorm: str = "batch"  # batch | sync (SyncBatchNorm across processes, CUDA) | frozen (running stats)
     schedule: str = "constant"  # constant | cosine (per step, with warm-up)
     warmup_steps: int = 0  # linear learning-rate warm-up steps
     clip_grad: float = 0.0  # max gradient norm (0: off)
