@@ -17,7 +17,8 @@ torch.distributed is initialised). Definitions (maps are scored at the gt resolu
 Items whose gt mask is empty are excluded from every mean and reported as ``num_excluded``.
 Speed: each map is sorted once and the AP, the median and the binarised area are all read off that
 order. For float32 maps the gt bit rides in the (always zero) lowest bit of the float64 copy, so a
-SIMD value sort replaces an argsort; other scores use a stable argsort. Chunks of maps run on
+SIMD value sort replaces an argsort; other scores use a stable argsort. Scores [..., 1, H, W]
+against masks [..., K, H, W] (K <= 8) sort each map once for all K masks. Chunks of maps run on
 torch.get_num_threads() threads (numpy releases the GIL).
 """
 import csv
@@ -346,7 +347,7 @@ def score_maps(scores, gt, threshold="median"):
     Args:
         scores: [..., H, W] finite scores S (numpy or torch).
         gt: [..., H, W] masks G (foreground where > 0.5); leading dimensions broadcast with the
-            scores'.
+            scores' (scores [..., 1, H, W] vs masks [..., K, H, W] sort each map once).
         threshold: binarisation for ciou ('median' | 'fixed:v' | 'max_ratio:r'), or None to skip
             the ciou.
     Returns:
