@@ -65,10 +65,15 @@ class Benchmark:
     canvas: str = ""  # forced canvas ('': data.canvas)
     val_list: str = ""  # published val list, annotated like test ('': carve-out of the train list)
     published_train: bool = True  # False: the user builds the training list (error says how)
+    extra_train_lists: tuple = ()  # more training lists read after train_list (MUSIC solo + duet)
     music_ids: bool = False  # ids <video>_<segment>_<frame>: may fall back to <video>.wav
 
 
 BENCHMARKS = {
+    # MUSIC solo and duet training frames together (one frame holds one or two sources); its
+    # default test is MUSIC-Solo, configs/music.yaml also tests MUSIC-Duet
+    "music": Benchmark("music_solo_train.txt", "music_solo_test.csv", "music", "music_solo.json",
+                       canvas="single", music_ids=True, extra_train_lists=("music_duet_train.txt",)),
     "music_solo": Benchmark("music_solo_train.txt", "music_solo_test.csv", "music",
                             "music_solo.json", music_ids=True),
     "music_duet": Benchmark("music_duet_train.txt", "music_duet_test.csv", "music",
@@ -158,16 +163,20 @@ def _guarded(cfg, fn, entries):
 
 
 def _read_train_list(cfg, name, spec):
-    path = _metadata_path(cfg, spec.train_list)
-    if not os.path.isfile(path):
-        hint = ("" if spec.published_train else
-                f" '{name}' has no published training list: build {spec.train_list} (id,class "
-                "per line) from VGGSound's vggsound.csv with datasets.records.read_vggsound_csv "
-                "and write_list (README, 'Data')")
-        raise DataError(f"training list not found: {path}.{hint}")
-    if cfg.data.on_error == "skip":
-        return _lenient_list(path)
-    return read_list(path, min_fields=2, max_fields=3)
+    entries = []
+    for list_name in (spec.train_list,) + tuple(spec.extra_train_lists):
+        path = _metadata_path(cfg, list_name)
+        if not os.path.isfile(path):
+            hint = ("" if spec.published_train else
+                    f" '{name}' has no published training list: build {list_name} (id,class "
+                    "per line) from VGGSound's vggsound.csv with "
+                    "datasets.records.read_vggsound_csv and write_list (README, 'Data')")
+            raise DataError(f"training list not found: {path}.{hint}")
+        if cfg.data.on_error == "skip":
+            entries += _lenient_list(path)
+        else:
+            entries += read_list(path, min_fields=2, max_fields=3)
+    return entries
 
 
 def _lenient_list(path):
@@ -258,6 +267,7 @@ def build_synthetic_dataset(cfg, split, class_names=None):
 
 
 DATASETS = {
+    "music": _benchmark_builder("music"),
     "music_solo": _benchmark_builder("music_solo"),
     "music_duet": _benchmark_builder("music_duet"),
     "vggsound_instruments": _benchmark_builder("vggsound_instruments"),
