@@ -43,8 +43,10 @@ def load_checkpoint(path, map_location="cpu"):
     except Exception as e:
         raise RuntimeError(f"cannot read checkpoint {path} (truncated or corrupt?): "
                            f"{type(e).__name__}: {e}") from None
+    if not isinstance(ckpt, dict):
+        raise RuntimeError(f"{path} is not an AVGN checkpoint (holds a {type(ckpt).__name__})")
     missing = [k for k in ("model", "config", "class_names") if k not in ckpt]
-    if not isinstance(ckpt, dict) or missing:
+    if missing:
         raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
     return ckpt
 
