@@ -56,14 +56,19 @@ class AVGNCriterion(nn.Module):
     Args:
         tau, symmetric, gather_negatives: see `contrastive_localization`.
         weights: dict of term weights (loc, cls_token, cls_audio, cls_visual, loc_agnostic).
-            `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) to a class-aware
-            model (0 = the paper's objective).
+            `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) (always symmetric,
+            as EZ-VSL) to a class-aware model (0 = the paper's objective).
+        patch_grad: False stops the gradient of the class-aware L_loc at the patch features
+            f^v of the cosine (it still trains the tokens, transformers, grouping and, through
+            them, the encoders); the patches then learn only from `loc_agnostic`.
     forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
     """
 
-    def __init__(self, tau=0.03, symmetric=True, gather_negatives=False, weights=None):
+    def __init__(self, tau=0.03, symmetric=True, gather_negatives=False, weights=None,
+                 patch_grad=True):
         super().__init__()
         self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
+        self.patch_grad = patch_grad
         self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0, loc_agnostic=0.0)
         self.weights.update(weights or {})
 
@@ -74,9 +79,11 @@ class AVGNCriterion(nn.Module):
             anchors = (b, classes[b, n])
         else:
             anchors = (torch.arange(B, device=classes.device), classes.new_zeros(B))
-        loc = lambda audio, visual, anchors: contrastive_localization(  # noqa: E731
-            audio, out["fv"], visual, anchors, self.tau, self.symmetric, self.gather)
-        losses = {"loc": loc(out["audio_groups"], out["visual_groups"], anchors)}
+        loc = lambda audio, fv, visual, anchors, symmetric: contrastive_localization(  # noqa: E731
+            audio, fv, visual, anchors, self.tau, symmetric, self.gather)
+        fv = out["fv"] if self.patch_grad or not out["class_aware"] else out["fv"].detach()
+        losses = {"loc": loc(out["audio_groups"], fv, out["visual_groups"], anchors,
+                             self.symmetric)}
         if out["token_logits"] is not None:
             C = out["token_logits"].shape[0]
             labels = labels.to(out["logits_a"].dtype)
@@ -89,7 +96,7 @@ class AVGNCriterion(nn.Module):
             losses.update(cls_token=zero, cls_audio=zero, cls_visual=zero)
         if self.weights["loc_agnostic"] > 0:
             agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
-            losses["loc_agnostic"] = loc(out["fa"], None, agnostic)
+            losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, True)  # EZ-VSL form
         losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
         return losses
 
@@ -99,4 +106,5 @@ def build_criterion(cfg):
     return AVGNCriterion(tau=lc.tau, symmetric=lc.symmetric, gather_negatives=lc.gather_negatives,
                          weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
                                       cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,
-                                      loc_agnostic=lc.w_loc_agnostic))
+                                      loc_agnostic=lc.w_loc_agnostic),
+                         patch_grad=lc.patch_grad)

@@ -206,3 +206,18 @@ def test_imagenet_weights_from_local_file_and_clear_offline_error(tmp_path, monk
 def test_unknown_model_name():
     with pytest.raises(ValueError, match=r"unknown model.name 'avgm'.*'avgn'"):
         build_model(tiny("model.name=avgm"))
+
+
+def test_patch_grad_off_keeps_class_aware_loss_away_from_patches():
+    out, classes, labels = _hand_made_outputs()
+    out["fv"] = out["fv"].clone().requires_grad_(True)
+    only_loc = dict(loc=1.0, cls_token=0.0, cls_audio=0.0, cls_visual=0.0)
+    AVGNCriterion(weights=only_loc, patch_grad=False)(out, classes, labels)["total"].backward()
+    assert out["fv"].grad is None or out["fv"].grad.abs().max() == 0
+    out["fv"].grad = None
+    AVGNCriterion(weights=only_loc)(out, classes, labels)["total"].backward()
+    assert out["fv"].grad.abs().max() > 0
+    out["fv"].grad = None  # the class-agnostic term still trains the patches
+    AVGNCriterion(weights=dict(only_loc, loc_agnostic=1.0), patch_grad=False)(
+        out, classes, labels)["total"].backward()
+    assert out["fv"].grad.abs().max() > 0

@@ -51,6 +51,7 @@ class LossConfig:
     w_cls_audio: float = 1.0  # weight of BCE(y, p^a)
     w_cls_visual: float = 1.0  # weight of BCE(y, p^v)
     w_loc_agnostic: float = 0.0  # class-agnostic EZ-VSL term cos(f^a, f^v) added to AVGN (0: paper)
+    patch_grad: bool = True  # class-aware L_loc trains the patch features f^v (false: only via loc_agnostic)
 
 
 @dataclass
