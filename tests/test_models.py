@@ -211,6 +211,7 @@ def test_unknown_model_name():
 def test_patch_grad_off_keeps_class_aware_loss_away_from_patches():
     out, classes, labels = _hand_made_outputs()
     out["fv"] = out["fv"].clone().requires_grad_(True)
+    out["audio_groups"] = out["audio_groups"].clone().requires_grad_(True)
     only_loc = dict(loc=1.0, cls_token=0.0, cls_audio=0.0, cls_visual=0.0)
     AVGNCriterion(weights=only_loc, patch_grad=False)(out, classes, labels)["total"].backward()
     assert out["fv"].grad is None or out["fv"].grad.abs().max() == 0
