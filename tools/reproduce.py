@@ -1,0 +1,685 @@
+"""Reproduce the paper's claims on the synthetic benchmark with fixed seeds -> results/.
+
+    python tools/reproduce.py                  # full: 8 trainings x 3 seeds, 512 steps (~3 h, 2 CPUs)
+    python tools/reproduce.py --quick          # EZ-VSL vs AVGN, seed 0, 384 steps (~12-15 min, 2 CPUs)
+    python tools/reproduce.py --dry-run        # print every command, run nothing
+    python tools/reproduce.py --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
+
+Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
+train.seed=<s> ... <AVGN_RECIPE> <--extra> <variant overrides> train.max_steps=N train.epochs=E`
+(one schedule for every variant), resumed with `--resume auto`; every evaluation is
+`python test.py --ckpt <run>/checkpoint.pth --out <run>/eval_<protocol> eval.test_sets=[...]` with
+the same evaluation settings for every variant. A run whose checkpoint has reached N steps is not
+trained again and an evaluation newer than its checkpoint is not repeated, so an interrupted
+reproduction continues where it stopped; a run folder trained with another config is an error.
+Variants whose resolved configs are identical (e.g. `depth1` and `avgn` when the recipe has depth
+1) share one run.
+
+Writes <out>/summary.json (every number, per seed), <out>/tables.md (mean ± sample std over
+seeds; the command and wall time at the top) and PNGs:
+  Tables 1-2  EZ-VSL vs AVGN (+ audio-blind maps): single source (synthetic:test) AP, IoU@0.5, AUC;
+              two sources (synthetic:test_pairs) CAP, PIAP, CIoU@0.3, AUC, protocols frame / source
+  Table 3     class tokens x grouping;   Table 4  depth 1/3/6, soft vs hard assignment
+  Sources     trained on single sources, tested on 2 (pairs, duet) and 3 (trios) sources
+  Figure 4    fig4_tsne_<variant>.png: t-SNE of the class-aware audio / visual embeddings
+  Figure 5    fig5_presence.png: audio-presence precision / recall / F1 (p^a >= 0.5) and top-1 on
+              val over training (the AVGN run of the first seed trained in chunks, exact resume)
+  Negatives   true audio vs silence vs white noise: map peak and max p^a (fig_negative_audio.png)
+Models are compared at their last checkpoint (fixed schedule; `--select best` uses best.pth).
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import numpy as np  # noqa: E402
+
+from datasets.dataset import AudioVisualDataset  # noqa: E402
+from utils.config import load_config, to_dict  # noqa: E402
+from utils.logger import git_sha, logger, setup_logging  # noqa: E402
+
+# The base AVGN recipe: config overrides every AVGN variant applies first, then its own. Empty:
+# configs/synthetic.yaml as it is (being settled by the recipe study; fill in its result here).
+AVGN_RECIPE = []
+
+CONFIG = "configs/synthetic.yaml"
+FULL_STEPS, QUICK_STEPS = 512, 384  # 512 = the config's 4 epochs of 8192 streamed items, batch 64
+CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the first-seed AVGN run)
+SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthetic:test_trios",
+                              "synthetic:test_duet")
+TEST_SETS = {"frame": [SINGLE, PAIRS, TRIOS, DUET], "source": [PAIRS, TRIOS]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    label: str  # row label in the tables
+    overrides: tuple  # config overrides after the recipe
+    recipe: bool = True  # applies AVGN_RECIPE first
+
+
+VARIANTS = {
+    "ezvsl": Variant("EZ-VSL", ("model.name=ezvsl",), recipe=False),
+    "avgn": Variant("AVGN", ()),
+    # Table 3: class tokens (AVCT) x grouping (AVG)
+    "tokens0_grouping0": Variant("no tokens, no grouping",
+                                 ("model.use_class_tokens=false", "model.use_grouping=false")),
+    "tokens1_grouping0": Variant("tokens, no grouping",
+                                 ("model.use_class_tokens=true", "model.use_grouping=false")),
+    "tokens0_grouping1": Variant("no tokens, grouping",
+                                 ("model.use_class_tokens=false", "model.use_grouping=true")),
+    "tokens1_grouping1": Variant("tokens + grouping",
+                                 ("model.use_class_tokens=true", "model.use_grouping=true")),
+    # Table 4: depth of the AVCT transformers, soft vs hard assignment
+    "depth1": Variant("depth 1", ("model.depth=1",)),
+    "depth3": Variant("depth 3", ("model.depth=3",)),
+    "depth6": Variant("depth 6", ("model.depth=6",)),
+    "soft": Variant("soft assignment", ("model.assignment=soft",)),
+    "hard": Variant("hard assignment", ("model.assignment=hard",)),
+}
+QUICK_VARIANTS = ("ezvsl", "avgn")
+TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens1_grouping1")
+TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
+# keys that may differ between a run's stored config and the requested one
+_IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}
+
+
+# ----------------------------------------------------------------------------- aggregation, tables
+
+def mean_std(values):
+    """{mean, std (sample, ddof=1; 0 for one value), n, values} of the finite numbers in `values`."""
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    n = len(vals)
+    mean = float(np.mean(vals)) if n else float("nan")
+    std = float(np.std(vals, ddof=1)) if n > 1 else (0.0 if n else float("nan"))
+    return {"mean": mean, "std": std, "n": n, "values": vals}
+
+
+def fmt_stat(stat, digits=3, percent=False):
+    """'0.512 ± 0.013' (several values), '0.512' (one), '—' (none); percent: '51.2 ± 1.3'."""
+    if not stat or not stat.get("n"):
+        return "—"
+    k = 100.0 if percent else 1.0
+    d = digits - 2 if percent else digits
+    if stat["n"] == 1:
+        return f"{stat['mean'] * k:.{d}f}"
+    return f"{stat['mean'] * k:.{d}f} ± {stat['std'] * k:.{d}f}"
+
+
+def markdown_table(headers, rows):
+    """headers: list of str; rows: list of lists of str -> a GitHub markdown table (str)."""
+    assert all(len(r) == len(headers) for r in rows), "every row needs one cell per header"
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def metric_value(results, protocol, test_set, key):
+    """results: {protocol: {test_set: metrics}} of one run -> the number or None."""
+    v = results.get(protocol, {}).get(test_set, {}).get(key)
+    return v if isinstance(v, (int, float)) else None
+
+
+def aggregate(per_seed, columns):
+    """per_seed: list of one run's results per seed; columns: [(label, protocol, test_set, key)]
+    -> {label: mean_std}."""
+    return {label: mean_std([metric_value(r, p, t, k) for r in per_seed])
+            for label, p, t, k in columns}
+
+
+def finite(obj):
+    """`obj` with NaN / inf floats replaced by None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def stats_table(rows, columns):
+    """rows: [(row label, {column label: mean_std})] -> markdown with one column per label."""
+    labels = [c[0] for c in columns]
+    return markdown_table(["method"] + labels,
+                          [[name] + [fmt_stat(stats.get(c)) for c in labels] for name, stats in rows])
+
+
+def single_columns(iou_key):
+    return [("AP", "frame", SINGLE, "AP"), (iou_key, "frame", SINGLE, iou_key),
+            ("AUC", "frame", SINGLE, "AUC")]
+
+
+def multi_columns(protocol, test_set, ciou_key, tag, recall=False):
+    cols = [(f"{tag} CAP", protocol, test_set, "CAP"), (f"{tag} PIAP", protocol, test_set, "PIAP"),
+            (f"{tag} {ciou_key}", protocol, test_set, ciou_key), (f"{tag} AUC", protocol, test_set, "AUC")]
+    return cols + ([(f"{tag} recall@N", protocol, test_set, "recall@N")] if recall else [])
+
+
+# ----------------------------------------------------------------------------- runs
+
+@dataclasses.dataclass
+class Run:
+    name: str  # folder under <out>/runs
+    variants: list  # variant names sharing this run
+    seed: int
+    overrides: list  # train.py overrides (schedule last)
+    steps: int
+    dir: str
+    config: dict  # resolved config (what train.py will store, but model.num_classes)
+
+    @property
+    def ckpt(self):
+        return os.path.join(self.dir, "checkpoint.pth")
+
+
+def variant_overrides(name, extra):
+    v = VARIANTS[name]
+    return (list(AVGN_RECIPE) if v.recipe else []) + list(extra) + list(v.overrides)
+
+
+def schedule_overrides(base_overrides, steps):
+    """train.max_steps = steps and enough epochs for them, so every variant runs `steps` steps."""
+    cfg = load_config(os.path.join(ROOT, CONFIG), base_overrides)
+    per_epoch = (cfg.data.synthetic_train or 8000) // cfg.train.batch_size_per_gpu
+    if per_epoch < 1:
+        raise ValueError(f"data.synthetic_train {cfg.data.synthetic_train} gives no full batch of "
+                         f"{cfg.train.batch_size_per_gpu}")
+    return [f"train.max_steps={steps}", f"train.epochs={math.ceil(steps / per_epoch)}"]
+
+
+def plan_runs(variants, seeds, steps, out, extra, data_root):
+    """One Run per distinct resolved config; variants resolving to the same config share it."""
+    runs, by_key = [], {}
+    for seed in seeds:
+        for name in variants:
+            base = [f"train.seed={seed}", "eval.test_at_end=false", "eval.save_vis=0",
+                    f"data.root={data_root}"] + variant_overrides(name, extra)
+            overrides = base + schedule_overrides(base, steps)
+            cfg = to_dict(load_config(os.path.join(ROOT, CONFIG), overrides))
+            key = json.dumps({s: {k: v for k, v in sec.items() if (s, k) not in _IGNORED_KEYS}
+                              for s, sec in cfg.items()}, sort_keys=True)
+            if key in by_key:
+                by_key[key].variants.append(name)
+                continue
+            run_name = f"{name}_s{seed}"
+            run_dir = os.path.join(out, "runs", run_name)
+            run = Run(run_name, [name], seed, [f"train.output_dir={run_dir}"] + overrides, steps,
+                      run_dir, cfg)
+            by_key[key] = run
+            runs.append(run)
+    return runs
+
+
+def runs_of(runs, variant, seeds):
+    """The run of `variant` for each seed (in seed order; missing seeds skipped)."""
+    return [r for s in seeds for r in runs if variant in r.variants and r.seed == s]
+
+
+def checkpoint_step(run):
+    """Optimiser steps of the run's checkpoint (0 when absent); raises when its config differs."""
+    if not os.path.isfile(run.ckpt):
+        return 0
+    from utils.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(run.ckpt)
+    stored = ckpt["config"]
+    diff = [f"{s}.{k}: {stored.get(s, {}).get(k)!r} (stored) vs {v!r}"
+            for s, sec in run.config.items() for k, v in sec.items()
+            if (s, k) not in _IGNORED_KEYS and stored.get(s, {}).get(k) != v]
+    if diff:
+        raise RuntimeError(f"{run.dir} was trained with another config ({'; '.join(diff[:5])}); "
+                           "remove the folder or choose another --out")
+    return int(ckpt["step"])
+
+
+class Runner:
+    """Runs (or, dry, prints) the train.py / test.py commands; logs their output to files."""
+
+    def __init__(self, dry_run=False, device=None):
+        self.dry_run, self.device, self.times = dry_run, device, {}
+
+    def __call__(self, argv, log_path, tag):
+        cmd = [sys.executable] + argv + (["--device", self.device] if self.device else [])
+        logger.info("$ %s", shlex.join(cmd))
+        if self.dry_run:
+            return
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        t0 = time.time()
+        with open(log_path, "a") as log:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.times[tag] = self.times.get(tag, 0.0) + time.time() - t0
+        if proc.returncode:
+            with open(log_path) as f:
+                tail = f.read()[-3000:]
+            raise RuntimeError(f"command failed ({proc.returncode}): {shlex.join(cmd)}\n"
+                               f"--- end of {log_path} ---\n{tail}")
+        logger.info("  done in %.0f s", time.time() - t0)
+
+
+def train(run, runner, upto=None):
+    """Train `run` to `upto` steps (default run.steps), resuming its checkpoint."""
+    upto = upto or run.steps
+    if not runner.dry_run:
+        step = checkpoint_step(run)
+        if step >= upto:
+            return False
+    overrides = [o for o in run.overrides if not o.startswith("train.max_steps=")]
+    runner(["train.py", "--config", CONFIG, "--resume", "auto", *overrides,
+            f"train.max_steps={upto}"], os.path.join(run.dir, "stdout.txt"), f"train {run.name}")
+    return True
+
+
+def evaluate_run(run, runner, eval_fixed, select):
+    """test.py on every test set with protocols frame and source -> {protocol: {set: metrics}}."""
+    ckpt = os.path.join(run.dir, "best.pth" if select == "best" else "checkpoint.pth")
+    if select == "best" and not runner.dry_run and not os.path.isfile(ckpt):
+        ckpt = run.ckpt
+    results = {}
+    for protocol, sets in TEST_SETS.items():
+        out = os.path.join(run.dir, f"eval_{protocol}_{select}")
+        path = os.path.join(out, "results.json")
+        fresh = (os.path.isfile(path) and os.path.isfile(ckpt)
+                 and os.path.getmtime(path) > os.path.getmtime(ckpt))
+        if not fresh:
+            runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
+                    f"eval.protocol={protocol}", *eval_fixed], os.path.join(out, "stdout.txt"),
+                   f"test {run.name}")
+        if not runner.dry_run:
+            with open(path) as f:
+                results[protocol] = json.load(f)["results"]
+    return results
+
+
+def eval_overrides(base_cfg):
+    """The evaluation settings every variant is tested with (from the config without a recipe)."""
+    e = base_cfg.eval
+    return [f"eval.threshold={e.threshold}", f"eval.iou_thresholds={json.dumps(e.iou_thresholds)}",
+            f"eval.ciou_thresholds={json.dumps(e.ciou_thresholds)}", "eval.num_sources=0"]
+
+
+# ----------------------------------------------------------------------------- analyses in process
+
+def _device(name):
+    import torch
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def presence_curve(run, runner, points, device):
+    """Train `run` in chunks ending at `points` steps; after each, audio-presence P / R / F1 on
+    val (stored in <run>/presence_curve.json). Returns {step: metrics} (sorted)."""
+    from datasets import build_dataset
+    from figures import load_for_analysis, model_outputs, presence_metrics
+    path = os.path.join(run.dir, "presence_curve.json")
+    curve = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            curve = {int(k): v for k, v in json.load(f).items()}
+    for step in points:
+        trained = train(run, runner, upto=step)
+        if runner.dry_run:
+            continue
+        if step in curve or (not trained and checkpoint_step(run) != step):
+            continue  # already measured, or the run went past this point before the curve
+        ckpt, cfg, model = load_for_analysis(run.ckpt, device=device)
+        val = build_dataset(cfg, "val", class_names=ckpt["class_names"])
+        out = model_outputs(model, val, device, cfg.eval.batch_size)
+        curve[step] = presence_metrics(out["presence"], out["labels"])
+        with open(path, "w") as f:
+            json.dump(finite(curve), f, indent=1)
+    return dict(sorted(curve.items()))
+
+
+def curve_points(steps, count):
+    return sorted({max(1, int(round(steps * (i + 1) / count))) for i in range(count)})
+
+
+class NegativeAudio(AudioVisualDataset):
+    """An evaluation dataset with the frames and masks of `base` and the audio replaced.
+
+    mode 'silence': zeros; 'noise': white noise N(0, 0.1²) seeded by (0, crc32(record id)).
+    """
+
+    def __init__(self, base, mode):
+        if mode not in ("silence", "noise"):
+            raise ValueError(f"mode must be silence or noise, got {mode!r}")
+        self.base, self.mode = base, mode
+        super().__init__(base.items, base.class_names, base.cfg, train=False, canvas=base.canvas,
+                         seed=base.seed, check=False)
+
+    def load_frame(self, record):
+        return self.base.load_frame(record)
+
+    def load_source_masks(self, record, geometry):
+        return self.base.load_source_masks(record, geometry)
+
+    def load_audio(self, record):
+        n = int(round(self.audio_cfg.seconds * self.audio_cfg.sample_rate))
+        if self.mode == "silence":
+            return np.zeros(n, np.float32)
+        rng = np.random.default_rng([0, zlib.crc32(record.id.encode())])
+        return rng.normal(0.0, 0.1, n).astype(np.float32)
+
+
+def negative_audio(run, device):
+    """Mean map peak (raw cosine, labelled class) and max p^a on synthetic:test with the true
+    audio, silence and white noise."""
+    from datasets import build_dataset
+    from figures import load_for_analysis, model_outputs
+    ckpt, cfg, model = load_for_analysis(run.ckpt, device=device)
+    base = build_dataset(cfg, "test", "synthetic", class_names=ckpt["class_names"])
+    out = {}
+    for mode in ("true", "silence", "noise"):
+        ds = base if mode == "true" else NegativeAudio(base, mode)
+        o = model_outputs(model, ds, device, cfg.eval.batch_size)
+        out[mode] = {"peak": float(o["peak"].mean()), "presence_max": float(o["presence"].max(1).mean())}
+    for mode in ("silence", "noise"):
+        for k in ("peak", "presence_max"):
+            t = out["true"][k]
+            out[mode][f"{k}_change"] = (out[mode][k] - t) / abs(t) if t else float("nan")
+    out["presence_is_constant"] = cfg.model.name == "ezvsl"  # EZ-VSL has no presence head
+    return out
+
+
+def audio_blind_baselines(cfg):
+    """Centre prior, every object, and every object + 0.5 centre, scored like the models
+    -> {baseline: {protocol: {test_set: metrics}}}."""
+    import torch
+    from datasets import build_dataset
+    from datasets.synthetic import baseline_map, load_all_objects
+    from engine import build_evaluator
+    from metrics import MultiSourceEvaluator
+    from utils.data import make_loader
+    objects = load_all_objects(cfg.data.root) if os.path.isfile(
+        os.path.join(cfg.data.root, "all_objects.json")) else None
+    kinds = ("centre prior", "every object", "every object + 0.5 centre")
+    out = {k: {"frame": {}, "source": {}} for k in kinds}
+    for protocol, sets in TEST_SETS.items():
+        for entry in sets:
+            ds = build_dataset(cfg, entry.partition(":")[2], "synthetic")
+            objects = objects or load_all_objects(cfg.data.root)
+            ecfg = dataclasses.replace(cfg.eval, protocol=protocol)
+            evals = {k: build_evaluator(ds, ecfg) for k in kinds}
+            multi = isinstance(next(iter(evals.values())), MultiSourceEvaluator)
+            for batch in make_loader(ds, 64, False, 0):
+                gt = batch["gt"]  # [B, N, H, W]
+                H = gt.shape[-2]
+                per = {k: torch.from_numpy(np.stack([baseline_map(objects, i, H, kind)
+                                                     for i in batch["id"]]))  # [B, H, W]
+                       for k, kind in (("centre prior", "centre"), ("every object", "objects"))}
+                per["every object + 0.5 centre"] = per["every object"] + 0.5 * per["centre prior"]
+                for k, ev in evals.items():
+                    m = per[k]
+                    if not multi:
+                        ev.update(m, gt[:, 0], batch["index"], ids=batch["id"])
+                        continue
+                    maps = m.unsqueeze(1).expand_as(gt)  # the same map for every source
+                    scores = torch.zeros(gt.shape[0], len(ds.class_names))
+                    ev.update(maps, maps, gt, batch["classes"], scores, batch["frame_slot"],
+                              batch["index"], ids=batch["id"])
+            for k, ev in evals.items():
+                metrics = ev.compute()
+                metrics.pop("recall@N", None)  # no audio: meaningless
+                out[k][protocol][entry] = metrics
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def curve_figure(curve, out_png):
+    plt = _plt()
+    steps = list(curve)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key, style in (("precision", "o-"), ("recall", "s-"), ("f1", "^-"), ("top1", "x--")):
+        ys = [float("nan") if curve[s][key] is None else curve[s][key] for s in steps]
+        ax.plot(steps, ys, style, label=key if key != "top1" else "top-1 acc")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("val, audio presence")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("AVGN class-token classification (p^a >= 0.5)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def negatives_figure(neg, out_png):
+    """neg: {variant label: {mode: mean_std of peak}} -> grouped bars."""
+    plt = _plt()
+    labels, modes = list(neg), ("true", "silence", "noise")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        means = [neg[l][mode]["mean"] for l in labels]
+        stds = [neg[l][mode]["std"] for l in labels]
+        ax.bar(np.arange(len(labels)) + (j - 1) * width, means, width, yerr=stds, label=mode)
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("mean map peak (raw cosine)")
+    ax.set_title("Negative audio: true vs silence vs white noise")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"EZ-VSL vs AVGN, first seed only, "
+                   f"{QUICK_STEPS} steps (default steps), {CURVE_POINTS['quick']} curve points")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"train.max_steps of every run (default {FULL_STEPS}, --quick {QUICK_STEPS})")
+    p.add_argument("--only", default=None, help=f"comma-separated variants, from {','.join(VARIANTS)}")
+    p.add_argument("--out", default="results", help="output folder (runs in <out>/runs)")
+    p.add_argument("--data-root", default="data/synthetic", help="synthetic data root (data.root)")
+    p.add_argument("--extra", nargs="*", default=[], help="config overrides for every run (after "
+                   "the recipe, before the variant's own), e.g. for a smoke test")
+    p.add_argument("--curve-points", type=int, default=None, help="Figure 5 checkpoints")
+    p.add_argument("--select", default="last", choices=["last", "best"],
+                   help="checkpoint tested: last (fixed schedule) or best.pth (val AP)")
+    p.add_argument("--tsne-items", type=int, default=500, help="test items in the t-SNE figures")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    return p.parse_args(argv)
+
+
+def fmt_change(stat):
+    """A relative change as '−27.8 %' / '+6.8 ± 1.0 %' ('—' without values)."""
+    if not stat or not stat.get("n"):
+        return "—"
+    sign = "−" if stat["mean"] < 0 else "+"
+    body = fmt_stat({**stat, "mean": abs(stat["mean"])}, percent=True)
+    return f"{sign}{body} %"
+
+
+def _short(path):
+    """`path` relative to the repository (where the commands run) when inside it, else absolute."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+def _fmt_num(v):
+    return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def _fmt_neg(stat, change):
+    return f"{fmt_stat(stat)} ({fmt_change(change)})"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    t_start = time.time()
+    mode = "quick" if args.quick else "full"
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    variants = (args.only.split(",") if args.only else
+                list(QUICK_VARIANTS) if args.quick else list(VARIANTS))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    out, data_root = _short(args.out), _short(args.data_root)
+    os.chdir(ROOT)  # commands and paths are relative to the repository
+    setup_logging(None if args.dry_run else out, "reproduce.log")
+    runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
+    runner = Runner(args.dry_run, args.device)
+    base_cfg = load_config(os.path.join(ROOT, CONFIG), [f"data.root={data_root}", *args.extra])
+    eval_fixed = eval_overrides(base_cfg)
+    logger.info("%d trainings of %d steps (%s); shared: %s", len(runs), steps,
+                ", ".join(r.name for r in runs), [r.variants for r in runs if len(r.variants) > 1])
+
+    # training (the first-seed AVGN run in chunks for Figure 5) and evaluation
+    curve_run = next(iter(runs_of(runs, "avgn", seeds[:1])), None)
+    curve = {}
+    if curve_run is not None:
+        if curve_run.config["train"]["schedule"] != "constant":  # chunks would change the schedule
+            curve_run = dataclasses.replace(
+                curve_run, name=curve_run.name + "_curve", variants=[],
+                dir=curve_run.dir + "_curve",
+                overrides=[f"train.output_dir={curve_run.dir}_curve"] + curve_run.overrides[1:])
+        count = args.curve_points or CURVE_POINTS[mode]
+        curve = presence_curve(curve_run, runner, curve_points(steps, count), _device(args.device))
+    results = {}
+    for run in runs:
+        train(run, runner)
+        results[run.name] = evaluate_run(run, runner, eval_fixed, args.select)
+    if args.dry_run:
+        return None
+
+    device = _device(args.device)
+    per_variant = {v: [results[r.name] for r in runs_of(runs, v, seeds)] for v in variants}
+    baselines = audio_blind_baselines(base_cfg)
+    iou_key = f"IoU@{max(base_cfg.eval.iou_thresholds):g}" if base_cfg.eval.iou_thresholds else "IoU"
+    ciou_key = f"CIoU@{base_cfg.eval.ciou_thresholds[0]:g}" if base_cfg.eval.ciou_thresholds else "CIoU"
+    tables, md = {}, []
+
+    def add_table(name, title, names, columns, extra_rows=()):
+        rows = [(VARIANTS[v].label, aggregate(per_variant[v], columns)) for v in names
+                if per_variant.get(v)]
+        rows = [(label, aggregate([res], columns)) for label, res in extra_rows] + rows
+        if not rows:
+            return
+        tables[name] = {label: stats for label, stats in rows}
+        md.extend([f"## {title}", "", stats_table(rows, columns), ""])
+
+    cols12 = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs/frame")
+              + multi_columns("source", PAIRS, ciou_key, "pairs/source"))
+    add_table("table1_2", "Tables 1–2: single source (test) and two sources (test_pairs), "
+              "protocols frame / source", ["ezvsl", "avgn"], cols12,
+              extra_rows=[(f"{k} (no audio)", v) for k, v in baselines.items()])
+    cols = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs"))
+    add_table("table3", "Table 3: class tokens × grouping", TABLE3, cols)
+    add_table("table4", "Table 4: transformer depth and assignment", TABLE4, cols)
+    flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
+            + multi_columns("frame", TRIOS, ciou_key, "3 (trios)", recall=True)
+            + multi_columns("frame", DUET, ciou_key, "2 in 1 frame (duet)", recall=True))
+    add_table("sources", "Flexible number of sources (trained on single sources, not retrained; "
+              "protocol frame)", [v for v in ("ezvsl", "avgn") if v in variants] or variants, flex)
+
+    summary = {"command": "python tools/reproduce.py " + shlex.join(argv), "mode": mode,
+               "seeds": seeds, "steps": steps, "avgn_recipe": AVGN_RECIPE, "extra": args.extra,
+               "data_root": data_root, "select": args.select, "eval_overrides": eval_fixed,
+               "runs": {r.name: {"variants": r.variants, "seed": r.seed,
+                                 "command": "python train.py --config " + CONFIG + " "
+                                            + shlex.join(r.overrides),
+                                 "results": results[r.name]} for r in runs},
+               "baselines": baselines, "tables": tables}
+
+    # Figure 4 (t-SNE), negative audio, Figure 5 (presence over training)
+    from figures import tsne_figure
+    figs, negatives = {}, {}
+    for v in ("ezvsl", "avgn"):
+        vr = runs_of(runs, v, seeds)
+        if not vr:
+            continue
+        png = os.path.join(out, f"fig4_tsne_{v}.png")
+        figs[png] = tsne_figure(vr[0].ckpt, png, "test", args.tsne_items, device=device,
+                                title=f"{VARIANTS[v].label} (seed {vr[0].seed}): synthetic test")
+        per_seed = [negative_audio(r, device) for r in vr]
+        negatives[VARIANTS[v].label] = {
+            "per_seed": per_seed, "presence_is_constant": per_seed[0]["presence_is_constant"],
+            **{f"{m}_{k}": mean_std([p[m][k] for p in per_seed])
+               for m in ("true", "silence", "noise") for k in ("peak", "presence_max")},
+            **{f"{m}_{k}_change": mean_std([p[m][f"{k}_change"] for p in per_seed])
+               for m in ("silence", "noise") for k in ("peak", "presence_max")}}
+    summary["tsne"] = figs
+    summary["negative_audio"] = negatives
+    if figs:
+        md.extend(["## Figure 4: t-SNE of the class-aware embeddings (synthetic test)", "",
+                   markdown_table(["figure", "items", "audio", "silhouette audio", "visual",
+                                   "silhouette visual"],
+                                  [[f"![]({os.path.basename(k)})", s["num_items"], s["audio_embedding"],
+                                    _fmt_num(s["silhouette_audio"]), s["visual_embedding"],
+                                    _fmt_num(s["silhouette_visual"])]
+                                   for k, s in figs.items()]), ""])
+    if negatives:
+        rows = []
+        for label, n in negatives.items():
+            const = n["presence_is_constant"]
+            rows.append([label, fmt_stat(n["true_peak"]),
+                         _fmt_neg(n["silence_peak"], n["silence_peak_change"]),
+                         _fmt_neg(n["noise_peak"], n["noise_peak_change"])]
+                        + (["— (no presence head)"] * 3 if const else
+                           [fmt_stat(n["true_presence_max"]),
+                            _fmt_neg(n["silence_presence_max"], n["silence_presence_max_change"]),
+                            _fmt_neg(n["noise_presence_max"], n["noise_presence_max_change"])]))
+        md.extend(["## Negative audio (synthetic test frames with silence / white noise)", "",
+                   "Mean over test items of the map peak (max of the raw cosine map of the "
+                   "labelled class) and of max_c p^a; in brackets the relative change from the true audio "
+                   "(a model that listens should drop).",
+                   "", markdown_table(["model", "peak, true audio", "peak, silence", "peak, noise",
+                                       "max p^a, true", "max p^a, silence", "max p^a, noise"], rows),
+                   "", "![](fig_negative_audio.png)", ""])
+        negatives_figure({l: {m: n[f"{m}_peak"] for m in ("true", "silence", "noise")}
+                          for l, n in negatives.items()}, os.path.join(out, "fig_negative_audio.png"))
+    summary["presence_curve"] = {"run": curve_run.name if curve_run else None, "points": curve}
+    if curve:
+        curve_figure(curve, os.path.join(out, "fig5_presence.png"))
+        md.extend([f"## Figure 5: audio presence on val over training ({curve_run.name})", "",
+                   markdown_table(["step", "precision", "recall", "F1", "top-1"],
+                                  [[s] + [_fmt_num(c[k]) for k in ("precision", "recall", "f1", "top1")]
+                                   for s, c in curve.items()]),
+                   "", "![](fig5_presence.png)", ""])
+
+    wall = time.time() - t_start
+    summary["wall_time_s"] = round(wall, 1)
+    summary["subprocess_time_s"] = {k: round(v, 1) for k, v in runner.times.items()}
+    summary["git"] = git_sha()
+    header = [f"# Reproduction on the synthetic benchmark ({mode})", "",
+              "```", summary["command"], "```", "",
+              f"Total wall time of this invocation: {wall / 60:.1f} min (git {summary['git']}). "
+              f"{len(runs)} trainings of {steps} steps, seeds {seeds}, AVGN recipe "
+              f"{AVGN_RECIPE or '(config as is)'}, extra {args.extra or '—'}; tested checkpoint: "
+              f"{args.select}. Cells: mean ± sample std over seeds (one number for one seed).", ""]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "tables.md"), "w") as f:
+        f.write("\n".join(header + md))
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(finite(summary), f, indent=1)
+    logger.info("wrote %s and summary.json in %.1f min", os.path.join(out, "tables.md"), wall / 60)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
