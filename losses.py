@@ -94,7 +94,7 @@ class AVGNCriterion(nn.Module):
         else:  # no heads (EZ-VSL)
             zero = out["fv"].new_zeros(())
             losses.update(cls_token=zero, cls_audio=zero, cls_visual=zero)
-        if self.weights["loc_agnostic"] > 0:
+        if self.weights["loc_agnostic"] > 0 and out["class_aware"]:  # (EZ-VSL: that is `loc`)
             agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
             losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, True)  # EZ-VSL form
         losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
