@@ -43,9 +43,9 @@ import numpy as np
 
 from .dataset import (AudioVisualDataset, ClassBalancedBatchSampler, MixtureSampler,  # noqa: F401
                       collate)
-from .records import (DataError, ListEntry, Record, canonical_class, read_list,  # noqa: F401
-                      read_music_json, read_pair_list, read_vggss_json, read_vggsound_csv,
-                      write_list)
+from .records import (DataError, ListEntry, Record, _csv_rows, canonical_class,  # noqa: F401
+                      read_list, read_music_json, read_pair_list, read_vggss_json,
+                      read_vggsound_csv, write_list)
 
 logger = logging.getLogger(__name__)
 
@@ -180,19 +180,13 @@ def _read_train_list(cfg, name, spec):
 
 
 def _lenient_list(path):
-    """read_list that drops (and counts) malformed lines instead of raising."""
+    """read_list(path, 2, 3) that drops (and counts) malformed lines instead of raising."""
     good, bad, first = [], 0, None
-    with open(path) as f:
-        lines = f.read().splitlines()
-    for n, line in enumerate(lines, 1):
-        fields = [x.strip() for x in line.split(",")]
-        if not line.strip():
-            continue
+    for where, fields in _csv_rows(path):
         if 2 <= len(fields) <= 3 and all(fields):
-            good.append(ListEntry(fields[0], [canonical_class(c) for c in fields[1:]],
-                                  f"{path}:{n}"))
+            good.append(ListEntry(fields[0], [canonical_class(c) for c in fields[1:]], where))
         else:
-            bad, first = bad + 1, first or f"{path}:{n}: {line!r}"
+            bad, first = bad + 1, first or f"{where}: {fields!r}"
     if bad:
         logger.warning("dropped %d malformed lines of %s (data.on_error=skip); first: %s",
                        bad, path, first)

@@ -79,40 +79,38 @@ class ListEntry:
     where: str  # file:line
 
 
+def _csv_rows(path: str):
+    """Yield ('<path>:<line>', stripped fields) for every non-blank line of a list file."""
+    _check_file(path)
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            row = [x.strip() for x in row]
+            if row and any(row):
+                yield f"{path}:{n}", row
+
+
 def read_list(path: str, min_fields: int = 1, max_fields: int = 3) -> List[ListEntry]:
     """``id[,c1[,c2...]]`` per line -> ListEntry per line (blank lines ignored).
 
     min_fields / max_fields: allowed number of comma-separated fields (id included).
     """
-    _check_file(path)
     out = []
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            row = [x.strip() for x in row]
-            if not row or not any(row):
-                continue
-            where = f"{path}:{n}"
-            if not (min_fields <= len(row) <= max_fields) or not all(row):
-                raise DataError(f"{where}: expected {min_fields}..{max_fields} non-empty "
-                                f"comma-separated fields (id[,class...]), got {row!r}")
-            out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
+    for where, row in _csv_rows(path):
+        if not (min_fields <= len(row) <= max_fields) or not all(row):
+            raise DataError(f"{where}: expected {min_fields}..{max_fields} non-empty "
+                            f"comma-separated fields (id[,class...]), got {row!r}")
+        out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
     return out
 
 
 def read_pair_list(path: str) -> List[Tuple[ListEntry, ListEntry]]:
     """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames)."""
-    _check_file(path)
     out = []
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            row = [x.strip() for x in row]
-            if not row or not any(row):
-                continue
-            where = f"{path}:{n}"
-            if len(row) < 4 or len(row) % 2 or not all(row):
-                raise DataError(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}")
-            out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
-                             for i in range(0, len(row), 2)))
+    for where, row in _csv_rows(path):
+        if len(row) < 4 or len(row) % 2 or not all(row):
+            raise DataError(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}")
+        out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
+                         for i in range(0, len(row), 2)))
     return out
 
 
