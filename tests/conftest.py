@@ -7,7 +7,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.chdir(ROOT)
 
-METADATA = os.path.join(os.path.dirname(ROOT), "shared", "metadata")
+# the benchmarks' real list and annotation files (README, "Data"); AVGN_METADATA overrides
+METADATA = os.environ.get("AVGN_METADATA", os.path.join(os.path.dirname(ROOT), "shared", "metadata"))
 
 
 @pytest.fixture
