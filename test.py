@@ -60,9 +60,10 @@ def run_tests(ckpt, out_dir, device, split="test", overrides=(), save_vis=0):
         metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=name)
         results[entry] = metrics
         tag = entry.replace(":", "_")
+        # collective (gathers every process's rows), writes on rank 0
+        evaluator.write_csv(os.path.join(out_dir, f"samples_{tag}_{split}.csv"))
         if is_main_process():
             logger.info(format_metrics(f"{entry} [{split}]", metrics))
-            evaluator.write_csv(os.path.join(out_dir, f"samples_{tag}_{split}.csv"))
             if save_vis:
                 save_overlays(model, dataset, ckpt["class_names"], device,
                               os.path.join(out_dir, f"vis_{tag}"), save_vis)
