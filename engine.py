@@ -81,7 +81,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
             out = model(batch["image"], batch["spec"])
             losses = criterion(out, batch["classes"], batch["labels"])
         if not torch.isfinite(losses["total"]):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
             raise FloatingPointError(f"non-finite loss at step {state['step']} "
                                      f"(epoch {state['epoch']}): {terms}")
         optimizer.zero_grad(set_to_none=True)
