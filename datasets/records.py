@@ -167,14 +167,21 @@ def xywh_to_xyxy(b) -> Tuple[float, float, float, float]:
     return (x, y, x + w, y + h)
 
 
-def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
-    """vggss.json -> {id: (canonical class, [xyxy boxes clipped to [0, 1]])}."""
+def _json_entries(path: str):
+    """Yield ('<path>[i] (<file>)', entry) for every entry of a JSON list of annotations."""
     _check_file(path)
     with open(path) as f:
         data = json.load(f)
-    out = {}
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of annotations")
     for i, e in enumerate(data):
-        where = f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})"
+        yield f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})", e
+
+
+def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
+    """vggss.json -> {id: (canonical class, [xyxy boxes clipped to [0, 1]])}."""
+    out = {}
+    for where, e in _json_entries(path):
         if not isinstance(e, dict) or not {"file", "class", "bbox"} <= e.keys():
             raise DataError(f"{where}: expected keys file, class, bbox")
         if not isinstance(e["bbox"], list):
@@ -189,12 +196,8 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
     Boxes are stored as normalised [x, y, w, h]; they are converted to xyxy and clipped.
     Solo entries use ``class``/``bbox``, duet entries ``class_src<k>``/``bbox_src<k>`` (k = 1, 2, ...).
     """
-    _check_file(path)
-    with open(path) as f:
-        data = json.load(f)
     out = {}
-    for i, e in enumerate(data):
-        where = f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})"
+    for where, e in _json_entries(path):
         if not isinstance(e, dict) or "file" not in e:
             raise DataError(f"{where}: expected an object with a 'file' key")
         keys = [("class", "bbox")] if "class" in e else []
