@@ -147,3 +147,28 @@ def test_evaluation_under_two_processes_counts_each_item_once(tmp_path, synth_ro
                 assert two[name][k] == pytest.approx(v, abs=1e-3), (name, k)
             else:
                 assert two[name][k] == v, (name, k)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, synth_root):
+    import signal
+    run_train(tmp_path / "gen", synth_root, "train.max_steps=1", "train.eval_every=0",
+              "eval.test_at_end=false")  # the data root exists before the run starts
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train.py", "--config", "configs/synthetic.yaml", *TINY,
+           f"data.root={synth_root}", f"train.output_dir={out}", "train.epochs=100",
+           "data.synthetic_train=100000", "data.max_items=0", "train.eval_every=0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    lines = []
+    for line in proc.stdout:  # wait until training runs
+        lines.append(line)
+        if " step 3 " in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log[-3000:]
+    assert "stop requested" in log
+    ckpt = load_checkpoint(str(out / "checkpoint.pth"))
+    assert ckpt["epoch"] == 0 and ckpt["step"] >= 3 and ckpt["step_in_epoch"] == ckpt["step"]
+    assert not (out / "results.json").exists()  # no test after an interrupted run
