@@ -119,15 +119,19 @@ def test_loader_pins_memory_and_keeps_prefetching_workers():
     assert not make_loader(data, 2, False, num_workers=0).persistent_workers
 
 
+def _cuda_fp32_setup():
+    """CUDA device with TF32 off (true fp32 reference) and a small batch."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return torch.device("cuda"), small_batch(size=64, freq=128, frames=64, batch=16)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_autocast_loss_matches_fp32_cuda():
     # tolerance: bf16 keeps 8 bits of mantissa (rel 4e-3 per product) and the logits are cos / 0.03;
     # measured rel. differences of the loss terms <= 5e-3 (H200, paper model, batch 32), allowed
     # 2e-2; the gradient direction of this randomly initialised model: cos 0.83 measured (H200)
-    device = torch.device("cuda")
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    batch = small_batch(size=64, freq=128, frames=64, batch=16)
+    device, batch = _cuda_fp32_setup()
     model = small_model(dim=128, width=16).to(device)
     ref, gref = loss_and_grads(model, batch, device)
     got, g = loss_and_grads(model, batch, device, amp="bf16")
@@ -141,10 +145,7 @@ def test_bf16_autocast_loss_matches_fp32_cuda():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_channels_last_and_compile_on_cuda():
-    device = torch.device("cuda")
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    batch = small_batch(size=64, freq=128, frames=64, batch=16)
+    device, batch = _cuda_fp32_setup()
     ref, _ = loss_and_grads(small_model().to(device), batch, device)
     cl, _ = loss_and_grads(small_model().to(device).to(memory_format=torch.channels_last), batch,
                            device, channels_last=True)
