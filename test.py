@@ -19,7 +19,7 @@ from datasets import build_dataset
 from engine import build_evaluator, evaluate, format_metrics
 from models import build_model
 from utils.checkpoint import load_checkpoint
-from utils.config import _merge, from_dict, parse_overrides, to_dict
+from utils.config import apply_overrides, from_dict, to_dict
 from utils.data import make_loader
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.logger import logger, setup_logging
@@ -45,8 +45,7 @@ def load_model(ckpt, cfg, device):
 
 def run_tests(ckpt, out_dir, device, split="test", overrides=(), save_vis=0):
     """Evaluate `ckpt` (a loaded checkpoint dict) on cfg.eval.test_sets; returns {name: metrics}."""
-    cfg = from_dict(ckpt["config"])
-    _merge(cfg, parse_overrides(overrides))
+    cfg = apply_overrides(from_dict(ckpt["config"]), overrides)
     model = load_model(ckpt, cfg, device)
     names = cfg.eval.test_sets or [cfg.data.dataset]
     results = {}

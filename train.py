@@ -27,7 +27,7 @@ from losses import build_criterion
 from models import build_model
 from test import run_tests
 from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
-from utils.config import dump_config, from_dict, load_config, parse_overrides, to_dict, _merge
+from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
 from utils.data import make_loader
 from utils.dist import barrier, cleanup, get_rank, get_world_size, init_distributed, is_main_process
 from utils.logger import append_jsonl, git_sha, logger, setup_logging
@@ -79,8 +79,7 @@ def resolve_config(args):
             path = os.path.join(load_config(None, args.overrides).train.output_dir, "checkpoint.pth")
         if os.path.isfile(path):
             cfg = from_dict(load_checkpoint(path)["config"])
-            _merge(cfg, parse_overrides(args.overrides))
-            return cfg
+            return apply_overrides(cfg, args.overrides)
     return load_config(args.config or "configs/synthetic.yaml", args.overrides)
 
 

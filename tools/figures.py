@@ -27,20 +27,18 @@ import torch.nn.functional as F  # noqa: E402
 
 from datasets import build_dataset  # noqa: E402
 from engine import to_device  # noqa: E402
-from models import build_model, localization_maps, presence  # noqa: E402
+from models import localization_maps, presence  # noqa: E402
+from test import load_model  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
-from utils.config import _merge, from_dict, parse_overrides  # noqa: E402
+from utils.config import apply_overrides, from_dict  # noqa: E402
 from utils.data import make_loader  # noqa: E402
 
 
 def load_for_analysis(ckpt_path, overrides=(), device="cpu"):
     """(checkpoint dict, config with `overrides` applied, model in eval mode on `device`)."""
     ckpt = load_checkpoint(ckpt_path)
-    cfg = from_dict(ckpt["config"])
-    _merge(cfg, parse_overrides(overrides))
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
-    return ckpt, cfg, model.to(device).eval()
+    cfg = apply_overrides(from_dict(ckpt["config"]), overrides)
+    return ckpt, cfg, load_model(ckpt, cfg, device)
 
 
 @torch.no_grad()

@@ -234,6 +234,12 @@ def parse_overrides(overrides):
     return out
 
 
+def apply_overrides(cfg, overrides):
+    """Apply ['a.b=1', ...] to `cfg` in place (type-checked, unknown keys are errors); returns it."""
+    _merge(cfg, parse_overrides(overrides))
+    return cfg
+
+
 def from_dict(values):
     cfg = Config()
     _merge(cfg, values)
@@ -249,8 +255,7 @@ def load_config(path=None, overrides=()):
     cfg = Config()
     if path:
         _merge(cfg, _read_yaml(path))
-    _merge(cfg, parse_overrides(overrides))
-    return cfg
+    return apply_overrides(cfg, overrides)
 
 
 def dump_config(cfg, path):
