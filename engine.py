@@ -17,10 +17,10 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast(device, amp):
     """bf16/fp16 autocast on CUDA; a no-op on CPU or with amp='none'."""
+    if amp != "none" and amp not in AMP_DTYPES:
+        raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
     if amp == "none" or device.type != "cuda":
         return nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"train.amp must be none, bf16 or fp16, got {amp!r}")
     return torch.autocast("cuda", dtype=AMP_DTYPES[amp])
 
 
@@ -33,7 +33,8 @@ def to_device(batch, device, channels_last=False):
 
 
 class StopRequested:
-    """Set by SIGTERM/SIGINT handlers; `agreed()` makes every process see the same decision."""
+    """Set by the SIGTERM handler; `agreed()` (collective) makes every process see, and keep in
+    `flag`, the same decision: stop when any process was asked to."""
 
     def __init__(self):
         self.flag = False
@@ -42,9 +43,9 @@ class StopRequested:
         self.flag = True
 
     def agreed(self, device):
-        if not is_dist():
-            return self.flag
-        return bool(all_reduce_sum(torch.tensor([float(self.flag)], device=device)).item())
+        if is_dist():
+            self.flag = bool(all_reduce_sum(torch.tensor([float(self.flag)], device=device)).item())
+        return self.flag
 
 
 def set_train_mode(model, frozen_bn=False):
@@ -65,7 +66,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
         state: dict with 'epoch', 'step' (optimiser steps so far) and 'step_in_epoch', updated
             in place after every step.
         max_steps: stop once state['step'] reaches it (0: no limit).
-        stop: a `StopRequested`; checked after every step.
+        stop: a `StopRequested`; checked (collectively) every `log_every` steps.
         frozen_bn: BatchNorm layers use (and keep) their running statistics.
     Returns:
         dict of mean loss terms over this call's steps (summed over processes, then divided).
@@ -104,7 +105,9 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
             logger.info("epoch %d step %d lr %.3g %s (%.1f samples/s/process)", state["epoch"],
                         state["step"], optimizer.param_groups[0]["lr"],
                         " ".join(f"{k} {float(v.detach()):.4f}" for k, v in losses.items()), rate)
-        if (max_steps and state["step"] >= max_steps) or (stop is not None and stop.agreed(device)):
+        if max_steps and state["step"] >= max_steps:
+            break
+        if stop is not None and state["step"] % log_every == 0 and stop.agreed(device):
             break
     keys = sorted(sums)
     totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [count], dtype=torch.float64,

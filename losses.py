@@ -25,7 +25,9 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
         anchors: ([S] sample index, [S] group index) of the sources to localise.
         tau: temperature.
         symmetric: also the image->audio direction (the two cross-entropies are added).
-        gather: use the embeddings of all processes as negatives (exact DDP equivalence).
+        gather: use the embeddings of all processes as negatives. Every process averages over
+            its own anchors and DDP averages the processes, so this equals the one-process loss
+            when every process has the same number of anchors (e.g. a fixed number of sources).
     Returns:
         scalar loss averaged over the S anchors.
     """

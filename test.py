@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 
-import torch
 
 from datasets import build_dataset
 from engine import build_evaluator, evaluate, format_metrics
@@ -38,8 +37,13 @@ def parse_args(argv=None):
 
 
 def load_model(ckpt, cfg, device):
+    """The checkpoint's weights in the model that `cfg` describes, in eval mode on `device`."""
     model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise ValueError("the checkpoint's weights do not fit the model of this config (was a "
+                         f"model.* key overridden?): {str(e).splitlines()[0]}") from None
     return model.to(device).eval()
 
 

@@ -26,7 +26,7 @@ from engine import (StopRequested, build_evaluator, evaluate, format_metrics, se
 from losses import build_criterion
 from models import build_model
 from test import run_tests
-from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
 from utils.data import make_loader
 from utils.dist import barrier, cleanup, get_rank, get_world_size, init_distributed, is_main_process
@@ -71,21 +71,24 @@ def build_optimizer(model, cfg, cuda):
 
 
 def resolve_config(args):
-    """Config file <- overrides; on resume without --config, the checkpoint's config <- overrides."""
+    """-> (config, checkpoint to resume or ''). The config is --config (default
+    configs/synthetic.yaml) with the overrides; resuming without --config, it is the checkpoint's
+    own config with the overrides."""
+    cfg = load_config(args.config or "configs/synthetic.yaml", args.overrides)
     resume = args.resume
+    if resume == "auto":
+        resume = os.path.join(cfg.train.output_dir, "checkpoint.pth")
+        resume = resume if os.path.isfile(resume) else ""
+    elif resume and not os.path.isfile(resume):
+        raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
     if resume and not args.config:
-        path = resume
-        if resume == "auto":
-            path = os.path.join(load_config(None, args.overrides).train.output_dir, "checkpoint.pth")
-        if os.path.isfile(path):
-            cfg = from_dict(load_checkpoint(path)["config"])
-            return apply_overrides(cfg, args.overrides)
-    return load_config(args.config or "configs/synthetic.yaml", args.overrides)
+        cfg = apply_overrides(from_dict(load_checkpoint(resume)["config"]), args.overrides)
+    return cfg, resume
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = resolve_config(args)
+    cfg, resume = resolve_config(args)
     device = init_distributed(args.device)
     out_dir = cfg.train.output_dir
     setup_logging(out_dir)
@@ -107,6 +110,8 @@ def main(argv=None):
     model = build_model(cfg).to(device)
     if cfg.train.batchnorm not in ("batch", "sync", "frozen"):
         raise ValueError(f"train.batchnorm must be batch, sync or frozen, got {cfg.train.batchnorm!r}")
+    if cfg.train.batchnorm == "sync" and device.type != "cuda":
+        raise ValueError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
     if cfg.train.batchnorm == "sync" and get_world_size() > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.channels_last:
@@ -141,12 +146,12 @@ def main(argv=None):
                 cfg.train.lr)
 
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
-    resume = args.resume
-    if resume == "auto":
-        resume = os.path.join(out_dir, "checkpoint.pth")
-        resume = resume if os.path.isfile(resume) else ""
     if resume:
         ckpt = load_checkpoint(resume)
+        layout = (world, cfg.train.batch_size_per_gpu)
+        if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
+            raise ValueError(f"{resume} stopped mid-epoch with (processes, batch_size_per_gpu) = "
+                             f"{tuple(ckpt['layout'])}; resume with the same, not {layout}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -165,6 +170,7 @@ def main(argv=None):
             "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             **state, "rng": rng_state(), "config": to_dict(cfg),
+            "layout": [world, cfg.train.batch_size_per_gpu],
             "class_names": list(train_set.class_names)}, path)
 
     stop = StopRequested()
@@ -196,14 +202,17 @@ def main(argv=None):
                                cfg.train.amp, desc="val")
             logger.info(format_metrics(f"val (epoch {epoch})", metrics))
             record.update({f"val_{k}": v for k, v in metrics.items()})
-            if is_main_process() and selection_metric(metrics) > state["best"]:
+            if math.isnan(selection_metric(metrics)):
+                logger.warning("val has no annotated item (AP/CAP undefined): best.pth is not "
+                               "written, and testing uses the latest checkpoint")
+            elif is_main_process() and selection_metric(metrics) > state["best"]:
                 state["best"] = selection_metric(metrics)
                 checkpoint(best_path)
         if is_main_process():
             checkpoint(last_path)
         append_jsonl(os.path.join(out_dir, "log.jsonl"), record)
         logger.info("epoch %d done: %s", epoch, json.dumps(record))
-        if stop.flag:
+        if stop.agreed(device):  # collective: every process leaves the loop together
             logger.info("stop requested: saved %s at step %d, exiting", last_path, state["step"])
             break
         if done:

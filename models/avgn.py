@@ -22,8 +22,8 @@ def modulated_cosine(a, f, g=None, pairwise=False, eps=1e-6):
         f: [S, P, D] patch features (pairwise=False) or [M, P, D] (pairwise=True).
         g: None, or [S, K, D] / [S, M, D] visual group embeddings that modulate f.
         pairwise: False: query (s, k) against the patches of item s -> [S, K, P].
-            True: K == 1 is not required; query s against every item m, with g[s, m] -> [S, M, P]
-            (a is [S, D] in this case).
+            True: a is [S, D]; query s against the patches of every item m, modulated by
+            g[s, m] -> [S, M, P].
     """
     if pairwise:
         ag = a.unsqueeze(1) if g is None else a.unsqueeze(1) * g  # [S, M, D] (or [S, 1, D])
@@ -140,7 +140,7 @@ class AVGN(nn.Module):
             class-agnostic);
         logits_a, logits_v [B, C] presence logits (p = sigmoid); token_logits [C, C] (Eq. 9);
         class_aware bool.
-    maps(out, classes [B, N]) -> [B, N, h, w] cosine maps (class -1: zeros).
+    Maps: `localization_maps(out, classes [B, N])` -> [B, N, h, w] (class -1: zeros).
     """
 
     def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
@@ -194,10 +194,6 @@ class AVGN(nn.Module):
         else:  # both switches off: the EZ-VSL map (Eq. 1) on the pooled audio token
             out["audio_groups"], out["visual_groups"] = out["fa"], None
         return out
-
-    @staticmethod
-    def maps(out, classes):
-        return localization_maps(out, classes)
 
 
 def localization_maps(out, classes):

@@ -1,5 +1,4 @@
 """EZ-VSL baseline (Eq. 1): map = cos(f^a, f^v_p), the same for every class."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

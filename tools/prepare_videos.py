@@ -63,7 +63,8 @@ def frame_times(duration: float, every: float) -> List[float]:
 
 
 def decode_frames(path: str, times: List[float]):
-    """The decoded video frames (PIL RGB) nearest to each time, one sequential decode."""
+    """The decoded video frames (PIL RGB) nearest to each time (seconds from the video stream's
+    start), one sequential decode; also returns that start in container time (seconds)."""
     import av
     best = [None] * len(times)
     best_d = [float("inf")] * len(times)
@@ -82,7 +83,7 @@ def decode_frames(path: str, times: List[float]):
                 break
     if any(f is None for f in best):
         raise ValueError("no video frame decoded")
-    return [f.to_image() for f in best]
+    return [f.to_image() for f in best], start
 
 
 def video_duration(path: str) -> float:
@@ -113,11 +114,12 @@ def process(path: str, cls: Optional[str], args) -> List[str]:
     audio, audio_start = decode_av(path, args.rate, with_start=True)
     duration = video_duration(path) or len(audio) / args.rate
     times = frame_times(duration, args.every)
-    images = decode_frames(path, times)
+    images, video_start = decode_frames(path, times)
     lines = []
     for k, (t, img) in enumerate(zip(times, images)):
         id_ = stem if args.every <= 0 else f"{stem}_{k:04d}"
-        wave = cut_window(audio, args.rate, args.seconds, max(t - audio_start, 0.0))
+        # t counts from the video stream's start; the audio array from the audio stream's start
+        wave = cut_window(audio, args.rate, args.seconds, max(t + video_start - audio_start, 0.0))
         _atomic(os.path.join(args.out, "frames", id_ + ".jpg"),
                 lambda p: img.convert("RGB").save(p, format="JPEG", quality=args.quality))
         _atomic(os.path.join(args.out, "audio", id_ + ".wav"),
@@ -132,6 +134,13 @@ def main(argv=None):
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
     videos = find_videos(args.videos)
+    stems = {}
+    for path, _ in videos:  # ids come from file names: two videos must not share one
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise SystemExit(f"two videos would get the id '{stem}': {stems[stem]} and {path}; "
+                             "rename one of them")
+        stems[stem] = path
     failed, skipped, done_lines = [], 0, []
     for path, cls in tqdm(videos, desc="videos", unit="video"):
         stem = os.path.splitext(os.path.basename(path))[0]

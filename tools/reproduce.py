@@ -309,7 +309,7 @@ def eval_overrides(base_cfg):
     """The evaluation settings every variant is tested with (from the config without a recipe)."""
     e = base_cfg.eval
     return [f"eval.threshold={e.threshold}", f"eval.iou_thresholds={json.dumps(e.iou_thresholds)}",
-            f"eval.ciou_thresholds={json.dumps(e.ciou_thresholds)}", "eval.num_sources=0"]
+            f"eval.ciou_thresholds={json.dumps(e.ciou_thresholds)}"]
 
 
 # ----------------------------------------------------------------------------- analyses in process

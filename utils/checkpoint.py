@@ -50,8 +50,3 @@ def load_checkpoint(path, map_location="cpu"):
         raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
     return ckpt
 
-
-def unwrap(model):
-    """The module under DistributedDataParallel / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)

@@ -100,7 +100,7 @@ class TrainConfig:
     channels_last: bool = False  # channels_last memory format for the encoders
     compile: bool = False  # torch.compile the model
     eval_every: int = 1  # evaluate on the val split every k epochs (0: never)
-    seed: int = 0  # global seed; data uses seed + rank
+    seed: int = 0  # seed of the weights, the sampler order and every per-item random draw
     deterministic: bool = False  # torch.use_deterministic_algorithms
     output_dir: str = "run"  # checkpoints, logs and results
     log_every: int = 20  # steps between log lines
@@ -114,7 +114,6 @@ class EvalConfig:
     threshold: str = "median"  # median | fixed:v | max_ratio:r  (binarisation for IoU)
     iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
-    num_sources: int = 0  # override the number of sources of multi-source test sets (0: as listed)
     batch_size: int = 32  # evaluation batch per process
     test_at_end: bool = True  # train.py tests best.pth (or the last checkpoint) on test_sets
     save_vis: int = 8  # overlays written per test set by the end-of-training test

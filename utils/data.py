@@ -28,12 +28,6 @@ class ResumableBatches(torch.utils.data.Sampler):
                 yield batch
 
 
-def _worker_init(worker_id):
-    # each worker seeds torch from the loader's base seed; numpy draws come from per-item
-    # generators seeded by (seed, epoch, index) inside the datasets
-    torch.manual_seed(torch.initial_seed() % 2 ** 31 + worker_id)
-
-
 def make_loader(dataset, batch_size, train, num_workers, seed=0, pin_memory=False,
                 batch_sampler=None):
     """DataLoader over this process's share of `dataset`.
@@ -51,6 +45,9 @@ def make_loader(dataset, batch_size, train, num_workers, seed=0, pin_memory=Fals
         batch_sampler = ResumableBatches(batch_sampler)
     kwargs = {}
     if num_workers > 0:
-        kwargs = dict(persistent_workers=True, prefetch_factor=4, worker_init_fn=_worker_init)
+        kwargs = dict(persistent_workers=True, prefetch_factor=4)
+    # the loader's own generator: starting an iterator draws its worker seed from it, never from
+    # the global torch RNG (which the model's random ops use), so a resumed run stays exact
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                      collate_fn=collate, pin_memory=pin_memory, **kwargs)
+                      collate_fn=collate, pin_memory=pin_memory, generator=generator, **kwargs)
