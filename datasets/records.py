@@ -178,6 +178,17 @@ def _json_entries(path: str):
         yield f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})", e
 
 
+def _class_name(value, where) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: class must be a non-empty string, got {value!r}")
+    return canonical_class(value)
+
+
+def _new_file(seen, file, where):
+    if file in seen:
+        raise DataError(f"{where}: '{file}' is annotated twice")
+
+
 def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
     """vggss.json -> {id: (canonical class, [xyxy boxes clipped to [0, 1]])}."""
     out = {}
@@ -186,7 +197,8 @@ def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
             raise DataError(f"{where}: expected keys file, class, bbox")
         if not isinstance(e["bbox"], list):
             raise DataError(f"{where}: bbox must be a list of boxes")
-        out[e["file"]] = (canonical_class(e["class"]), [_box(b, where) for b in e["bbox"]])
+        _new_file(out, e["file"], where)
+        out[e["file"]] = (_class_name(e["class"], where), [_box(b, where) for b in e["bbox"]])
     return out
 
 
@@ -212,11 +224,14 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
             if bk not in e:
                 raise DataError(f"{where}: '{ck}' without '{bk}'")
             raw = e[bk]
+            if not isinstance(raw, (list, tuple)):
+                raise DataError(f"{where}: '{bk}' must be [x, y, w, h], got {raw!r}")
             if raw and isinstance(raw[0], (list, tuple)):  # tolerate a list of boxes
                 boxes = [_box(xywh_to_xyxy(_box_raw(b, where)), where) for b in raw]
             else:
                 boxes = [_box(xywh_to_xyxy(_box_raw(raw, where)), where)]
-            sources.append((canonical_class(e[ck]), boxes))
+            sources.append((_class_name(e[ck], where), boxes))
+        _new_file(out, e["file"], where)
         out[e["file"]] = sources
     return out
 

@@ -389,3 +389,18 @@ def test_record_hooks_allow_in_memory_items():
     rec = Record(id="r", frame="", audio="", classes=["a"], boxes=[[(0.0, 0.0, 0.5, 0.5)]])
     s = Rendered([(rec,)], ["a", "b"], DataConfig(image_size=16), train=False)[0]
     assert s["gt"][0].sum() == 64 and s["labels"].tolist() == [1.0, 0.0] and s["index"] == 0
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"file": "a", "class": 3, "bbox": [[0, 0, 1, 1]]}, "class must be a non-empty string"),
+    ({"file": "a", "class": "cat", "bbox": [[0, 0, 1]]}, "malformed box"),
+    ({"file": "a", "class": "cat", "bbox": {"x": 1}}, "bbox must be a list"),
+])
+def test_malformed_vggss_entries_name_file_and_entry(tmp_path, entry, message):
+    path = tmp_path / "vggss.json"
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(DataError, match=rf"vggss\.json\[0\] \(a\): {message}"):
+        read_vggss_json(str(path))
+    path.write_text(json.dumps([{"file": "a", "class": "cat", "bbox": [[0, 0, 1, 1]]}] * 2))
+    with pytest.raises(DataError, match=r"vggss\.json\[1\] \(a\): 'a' is annotated twice"):
+        read_vggss_json(str(path))

@@ -54,3 +54,13 @@ def test_prepare_videos_centre(tmp_path):
     assert r["frames"] == 1 and (out / "videos.txt").read_text() == "a\n"
     wave, sr = sf.read(out / "audio" / "a.wav")
     assert sr == 22050 and len(wave) == 3 * 22050  # 1-s clip tiled to 3 s
+
+
+def test_prepare_videos_refuses_two_videos_with_one_id(tmp_path):
+    import pytest
+    videos = tmp_path / "videos"
+    for cls in ("cello", "guitar"):
+        os.makedirs(videos / cls)
+        write_test_video(str(videos / cls / "a.mp4"), seconds=1.0, fps=10)
+    with pytest.raises(SystemExit, match=r"two videos would get the id 'a'"):
+        main(["--videos", str(videos), "--out", str(tmp_path / "root")])
