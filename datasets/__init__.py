@@ -43,7 +43,7 @@ import numpy as np
 
 from .dataset import (AudioVisualDataset, ClassBalancedBatchSampler, MixtureSampler,  # noqa: F401
                       collate)
-from .records import (DataError, ListEntry, Record, _csv_rows, canonical_class,  # noqa: F401
+from .records import (DataError, ListEntry, Record, canonical_class,  # noqa: F401
                       read_list, read_music_json, read_pair_list, read_vggss_json,
                       read_vggsound_csv, write_list)
 
@@ -181,15 +181,11 @@ def _read_train_list(cfg, name, spec):
 
 def _lenient_list(path):
     """read_list(path, 2, 3) that drops (and counts) malformed lines instead of raising."""
-    good, bad, first = [], 0, None
-    for where, fields in _csv_rows(path):
-        if 2 <= len(fields) <= 3 and all(fields):
-            good.append(ListEntry(fields[0], [canonical_class(c) for c in fields[1:]], where))
-        else:
-            bad, first = bad + 1, first or f"{where}: {fields!r}"
+    bad = []
+    good = read_list(path, 2, 3, on_bad=bad.append)
     if bad:
         logger.warning("dropped %d malformed lines of %s (data.on_error=skip); first: %s",
-                       bad, path, first)
+                       len(bad), path, bad[0])
     return good
 
 

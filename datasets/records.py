@@ -89,16 +89,23 @@ def _csv_rows(path: str):
                 yield f"{path}:{n}", row
 
 
-def read_list(path: str, min_fields: int = 1, max_fields: int = 3) -> List[ListEntry]:
+def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
+              on_bad=None) -> List[ListEntry]:
     """``id[,c1[,c2...]]`` per line -> ListEntry per line (blank lines ignored).
 
     min_fields / max_fields: allowed number of comma-separated fields (id included).
+    on_bad: None raises DataError on a malformed line; else on_bad(message) and the line is
+        dropped.
     """
     out = []
     for where, row in _csv_rows(path):
         if not (min_fields <= len(row) <= max_fields) or not all(row):
-            raise DataError(f"{where}: expected {min_fields}..{max_fields} non-empty "
-                            f"comma-separated fields (id[,class...]), got {row!r}")
+            message = (f"{where}: expected {min_fields}..{max_fields} non-empty comma-separated "
+                       f"fields (id[,class...]), got {row!r}")
+            if on_bad is None:
+                raise DataError(message)
+            on_bad(message)
+            continue
         out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
     return out
 

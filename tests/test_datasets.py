@@ -404,3 +404,18 @@ def test_malformed_vggss_entries_name_file_and_entry(tmp_path, entry, message):
     path.write_text(json.dumps([{"file": "a", "class": "cat", "bbox": [[0, 0, 1, 1]]}] * 2))
     with pytest.raises(DataError, match=r"vggss\.json\[1\] \(a\): 'a' is annotated twice"):
         read_vggss_json(str(path))
+
+
+def test_skip_drops_malformed_training_lines(tmp_path):
+    vggss_root(tmp_path)
+    cfg = small_cfg(tmp_path)
+    path = tmp_path / "vggsound_single_train.txt"
+    good = path.read_text()
+    path.write_text(good + "only_an_id\nx,y,z,w\n")
+    with pytest.raises(DataError, match=r"vggsound_single_train\.txt:\d+: expected 2\.\.3"):
+        build_dataset(cfg, "train", "vggsound_single")
+    cfg.data.on_error, cfg.data.val_fraction = "skip", 0.0
+    path.write_text(good)
+    n = len(build_dataset(cfg, "train", "vggsound_single"))
+    path.write_text(good + "only_an_id\nx,y,z,w\n")
+    assert len(build_dataset(cfg, "train", "vggsound_single")) == n
