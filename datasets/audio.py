@@ -5,7 +5,7 @@
 
 wav/flac are read with soundfile, only the frames of the window (plus a little margin for the
 resampler), and resampled with a polyphase filter (`scipy.signal.resample_poly`); any other
-container is decoded and resampled with PyAV.
+container is decoded and resampled with PyAV, from a seek to just before the window.
 """
 import math
 import os
@@ -71,20 +71,30 @@ def _read_soundfile(path, sample_rate, seconds, centre):
     return y[skip:skip + keep]
 
 
-def decode_av(path: str, sample_rate: int, with_start: bool = False):
-    """Whole first audio stream of a container PyAV reads -> mono float32 [S] at `sample_rate`
-    (format conversion, down-mix and resampling by PyAV's resampler). with_start: also return the
-    time in seconds of the first decoded sample (to align with video frame times)."""
+def decode_av(path: str, sample_rate: int, with_start: bool = False,
+              span: Optional[Tuple[float, float]] = None):
+    """First audio stream of a container PyAV reads -> mono float32 [S] at `sample_rate` (format
+    conversion, down-mix and resampling by PyAV's resampler). with_start: also return the time in
+    seconds, on the container's timeline, of the first decoded sample (to align with video frame
+    times). span: (t0, t1) container seconds: decode only from a seek to t0 (or before) until t1,
+    instead of the whole stream."""
     import av
-    start = None
     with av.open(path) as c:
         if not c.streams.audio:
             raise DataError(f"no audio stream in {path}")
+        stream = c.streams.audio[0]
+        seek = span is not None and span[0] > 0
+        if seek:
+            c.seek(int(span[0] / stream.time_base), stream=stream, backward=True)
         rs = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
-        chunks = []
-        for frame in c.decode(c.streams.audio[0]):
+        chunks, start = [], None
+        for frame in c.decode(stream):
             if start is None and frame.time is not None:
                 start = float(frame.time)
+                if seek and start > span[0] + 1e-3:  # landed after t0: decode from the start
+                    return decode_av(path, sample_rate, with_start)
+            if span is not None and frame.time is not None and frame.time > span[1]:
+                break
             chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(frame))
         chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(None))  # flush
     if not chunks:
@@ -106,7 +116,9 @@ def cut_window(x: np.ndarray, sample_rate: int, seconds: float,
 def load_window(path: str, sample_rate: int, seconds: float,
                 centre: Optional[float] = None) -> np.ndarray:
     """Mono float32 window of `seconds` at `sample_rate`, centred on `centre` seconds (None: on the
-    clip centre), shifted to stay inside the clip, tiled when the clip is shorter.
+    clip centre), shifted to stay inside the clip, tiled when the clip is shorter. For a video
+    container, `centre` is on the container's timeline (the times PyAV gives its frames), and only
+    the audio around it is decoded.
 
     Raises DataError naming the file when it is missing or cannot be decoded.
     """
@@ -116,10 +128,13 @@ def load_window(path: str, sample_rate: int, seconds: float,
     try:
         if os.path.splitext(path)[1].lower() in SOUNDFILE_EXTS:
             x = _read_soundfile(path, sample_rate, seconds, centre)
-        else:
+        elif centre is None:
             x = decode_av(path, sample_rate)
-            x = x[slice(*_window_bounds(len(x), n, None if centre is None
-                                        else int(round(centre * sample_rate))))]
+            x = x[slice(*_window_bounds(len(x), n, None))]
+        else:  # a window more on each side, so that near the ends it shifts as on the whole clip
+            x, start = decode_av(path, sample_rate, with_start=True,
+                                 span=(centre - 1.5 * seconds, centre + 1.5 * seconds))
+            x = x[slice(*_window_bounds(len(x), n, int(round((centre - start) * sample_rate))))]
     except DataError:
         raise
     except Exception as e:  # corrupt file: name it

@@ -261,6 +261,26 @@ def test_audio_window_centre_tile_resample(tmp_path):
         load_window(str(tmp_path / "bad.wav"), sr, 2.0)
 
 
+def test_audio_window_from_video_container(tmp_path):
+    from datasets.audio import cut_window, decode_av
+    from tools.bench_data import write_test_video
+    path, sr = str(tmp_path / "v.mp4"), 16000
+    hz = [300, 600, 900, 1200, 1500, 1800]  # one tone per second
+    write_test_video(path, seconds=6.0, fps=5, sample_rate=sr, freq=hz)
+
+    def dominant(w, rate):
+        return np.argmax(np.abs(np.fft.rfft(w))) * rate / len(w)
+
+    whole, start = decode_av(path, sr, with_start=True)
+    for centre in (0.2, 2.5, 4.5, 5.9):  # near the start, inside (seek), near the end
+        w = load_window(path, sr, 1.0, centre)
+        ref = cut_window(whole, sr, 1.0, centre - start)  # the whole stream decoded, same timeline
+        assert len(w) == sr and np.abs(w - ref).max() < 1e-3, centre
+    assert abs(dominant(load_window(path, sr, 1.0, 3.5), sr) - 1200) < 10
+    assert abs(dominant(load_window(path, 8000, 1.0, 1.5), 8000) - 600) < 10  # resampled
+    assert abs(dominant(load_window(path, sr, 0.5), sr) - 1200) < 10  # clip centre, 2.75-3.25 s
+
+
 def test_music_id_falls_back_to_video_wav(tmp_path):
     sr = 8000
     os.makedirs(tmp_path / "audio")

@@ -72,7 +72,8 @@ def make_root(folder, n, seconds=10.0, sample_rate=44100, seed=0):
 
 
 def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000, freq=440.0):
-    """A small mp4 (mpeg4 video + aac audio, a sine tone) written with PyAV."""
+    """A small mp4 (mpeg4 video + aac audio, a sine tone) written with PyAV. freq: Hz, or a list
+    of Hz, one per second of the clip (the last one held)."""
     import av
     w, h = size
     with av.open(path, "w") as c:
@@ -88,7 +89,9 @@ def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000
         for packet in vs.encode():
             c.mux(packet)
         t = np.arange(int(seconds * sample_rate)) / sample_rate
-        tone = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        hz = np.asarray(freq, dtype=np.float64).reshape(-1)
+        hz = hz[np.minimum(t.astype(int), len(hz) - 1)]
+        tone = (0.5 * np.sin(2 * np.pi * np.cumsum(hz) / sample_rate)).astype(np.float32)
         chunk = 1024
         for k in range(0, len(tone), chunk):
             frame = av.AudioFrame.from_ndarray(tone[None, k:k + chunk], format="fltp", layout="mono")
