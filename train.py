@@ -70,6 +70,17 @@ def build_optimizer(model, cfg, cuda):
     raise ValueError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
 
 
+def restore_hyperparameters(optimizer, scheduler, cfg):
+    """After loading optimizer and scheduler states: the config's lr and weight decay apply from
+    here on (the states hold the checkpoint's); the schedule itself is the config's already. With
+    an unchanged config the learning rate is bit-identical to the checkpoint's."""
+    scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = cfg.train.lr
+        group["lr"] = cfg.train.lr * factor(scheduler.last_epoch)
+        group["weight_decay"] = cfg.train.weight_decay
+
+
 def resolve_config(args):
     """-> (config, checkpoint to resume or ''). The config is --config (default
     configs/synthetic.yaml) with the overrides; resuming without --config, it is the checkpoint's
@@ -152,9 +163,14 @@ def main(argv=None):
         if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
             raise ValueError(f"{resume} stopped mid-epoch with (processes, batch_size_per_gpu) = "
                              f"{tuple(ckpt['layout'])}; resume with the same, not {layout}")
+        if ckpt["config"]["train"]["optimizer"] != cfg.train.optimizer:
+            raise ValueError(f"{resume} was trained with train.optimizer="
+                             f"{ckpt['config']['train']['optimizer']}; its state cannot resume "
+                             f"{cfg.train.optimizer}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        restore_hyperparameters(optimizer, scheduler, cfg)
         scaler.load_state_dict(ckpt["scaler"])
         state.update({k: ckpt[k] for k in state})
         set_rng_state(ckpt["rng"])

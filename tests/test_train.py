@@ -83,6 +83,20 @@ def test_resume_is_bit_exact(tmp_path, synth_root):
     assert any(not torch.equal(a[k], _weights(start)[k]) for k in a)
 
 
+def test_resume_applies_new_lr_and_weight_decay(tmp_path, synth_root):
+    common = ["train.eval_every=0", "eval.test_at_end=false", "train.epochs=3",
+              "train.warmup_steps=8"]  # constant after a linear warm-up
+    run_train(tmp_path / "run", synth_root, *common, "train.max_steps=3")
+    resumed = run_train(tmp_path / "run", synth_root, *common, "train.max_steps=5",
+                        "train.lr=5e-4", "train.weight_decay=0.01", "--resume", "auto")
+    group = load_checkpoint(resumed)["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(5e-4 * 6 / 8, rel=1e-12)  # the lr of step 5 (6th)
+    assert group["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="train.optimizer=adam"):
+        run_train(tmp_path / "run", synth_root, *common, "train.max_steps=6",
+                  "train.optimizer=sgd", "--resume", "auto")
+
+
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, synth_root):
     path = run_train(tmp_path / "run", synth_root, "train.max_steps=1", "train.eval_every=0",
                      "eval.test_at_end=false")
