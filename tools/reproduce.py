@@ -8,8 +8,9 @@
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <AVGN_RECIPE> <--extra> <variant overrides> train.max_steps=N train.epochs=E`
 (one schedule for every variant), resumed with `--resume auto`; every evaluation is
-`python test.py --ckpt <run>/checkpoint.pth --out <run>/eval_<protocol> eval.test_sets=[...]` with
-the same evaluation settings for every variant. A run whose checkpoint has reached N steps is not
+`python test.py --ckpt <run>/checkpoint.pth --out <run>/eval_<name> eval.test_sets=[...]` with
+the same evaluation settings for every variant (EVALS: protocol frame, protocol source, and
+protocol frame binarised at half the map's range). A run whose checkpoint has reached N steps is not
 trained again and an evaluation newer than its checkpoint is not repeated, so an interrupted
 reproduction continues where it stopped; a run folder trained with another config is an error.
 Variants whose resolved configs are identical (e.g. `depth1` and `avgn` when the recipe has depth
@@ -58,7 +59,12 @@ FULL_STEPS, QUICK_STEPS = 640, 640  # = the quick-start's 5 epochs of 8192 strea
 CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the first-seed AVGN run)
 SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthetic:test_trios",
                               "synthetic:test_duet")
-TEST_SETS = {"frame": [SINGLE, PAIRS, TRIOS, DUET], "source": [PAIRS, TRIOS]}
+# evaluations of every run: name -> (eval.protocol, threshold or None for the config's, test sets).
+# "frame_thr0.5": under the median threshold half of a two-frame canvas is switched on, so no
+# source box (about 7 % of the canvas) reaches ciou 0.3; a threshold at half the map's range can.
+EVALS = {"frame": ("frame", None, [SINGLE, PAIRS, TRIOS, DUET]),
+         "source": ("source", None, [PAIRS, TRIOS]),
+         "frame_thr0.5": ("frame", "fixed:0.5", [PAIRS, TRIOS])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +134,7 @@ def markdown_table(headers, rows):
 
 
 def metric_value(results, protocol, test_set, key):
-    """results: {protocol: {test_set: metrics}} of one run -> the number or None."""
+    """results: {evaluation name (EVALS): {test_set: metrics}} of one run -> the number or None."""
     v = results.get(protocol, {}).get(test_set, {}).get(key)
     return v if isinstance(v, (int, float)) else None
 
@@ -285,23 +291,24 @@ def train(run, runner, upto=None):
 
 
 def evaluate_run(run, runner, eval_fixed, select):
-    """test.py on every test set with protocols frame and source -> {protocol: {set: metrics}}."""
+    """test.py with each of EVALS -> {evaluation name: {set: metrics}}."""
     ckpt = os.path.join(run.dir, "best.pth" if select == "best" else "checkpoint.pth")
     if select == "best" and not runner.dry_run and not os.path.isfile(ckpt):
         ckpt = run.ckpt
     results = {}
-    for protocol, sets in TEST_SETS.items():
-        out = os.path.join(run.dir, f"eval_{protocol}_{select}")
+    for name, (protocol, threshold, sets) in EVALS.items():
+        out = os.path.join(run.dir, f"eval_{name}_{select}")
         path = os.path.join(out, "results.json")
         fresh = (os.path.isfile(path) and os.path.isfile(ckpt)
                  and os.path.getmtime(path) > os.path.getmtime(ckpt))
         if not fresh:
             runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
-                    f"eval.protocol={protocol}", *eval_fixed], os.path.join(out, "stdout.txt"),
-                   f"test {run.name}")
+                    f"eval.protocol={protocol}", *eval_fixed,
+                    *([f"eval.threshold={threshold}"] if threshold else [])],
+                   os.path.join(out, "stdout.txt"), f"test {run.name}")
         if not runner.dry_run:
             with open(path) as f:
-                results[protocol] = json.load(f)["results"]
+                results[name] = json.load(f)["results"]
     return results
 
 
@@ -397,7 +404,7 @@ def negative_audio(run, device):
 
 def audio_blind_baselines(cfg):
     """Centre prior, every object, and every object + 0.5 centre, scored like the models
-    -> {baseline: {protocol: {test_set: metrics}}}."""
+    -> {baseline: {evaluation name: {test_set: metrics}}}."""
     import torch
     from datasets import build_dataset
     from datasets.synthetic import baseline_map, load_all_objects
@@ -407,12 +414,13 @@ def audio_blind_baselines(cfg):
     objects = load_all_objects(cfg.data.root) if os.path.isfile(
         os.path.join(cfg.data.root, "all_objects.json")) else None
     kinds = ("centre prior", "every object", "every object + 0.5 centre")
-    out = {k: {"frame": {}, "source": {}} for k in kinds}
-    for protocol, sets in TEST_SETS.items():
+    out = {k: {name: {} for name in EVALS} for k in kinds}
+    for name, (protocol, threshold, sets) in EVALS.items():
         for entry in sets:
             ds = build_dataset(cfg, entry.partition(":")[2], "synthetic")
             objects = objects or load_all_objects(cfg.data.root)
-            ecfg = dataclasses.replace(cfg.eval, protocol=protocol)
+            ecfg = dataclasses.replace(cfg.eval, protocol=protocol,
+                                       threshold=threshold or cfg.eval.threshold)
             evals = {k: build_evaluator(ds, ecfg) for k in kinds}
             multi = isinstance(next(iter(evals.values())), MultiSourceEvaluator)
             for batch in make_loader(ds, 64, False, 0):
@@ -434,7 +442,7 @@ def audio_blind_baselines(cfg):
             for k, ev in evals.items():
                 metrics = ev.compute()
                 metrics.pop("recall@N", None)  # no audio: meaningless
-                out[k][protocol][entry] = metrics
+                out[k][name][entry] = metrics
     return out
 
 
@@ -587,13 +595,19 @@ def main(argv=None):
         tables[name] = {label: stats for label, stats in rows}
         md.extend([f"## {title}", "", stats_table(rows, columns), ""])
 
+    thr = [(f"pairs/frame thr 0.5 {ciou_key}", "frame_thr0.5", PAIRS, ciou_key),
+           ("pairs/frame thr 0.5 AUC", "frame_thr0.5", PAIRS, "AUC")]
     cols12 = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs/frame")
-              + multi_columns("source", PAIRS, ciou_key, "pairs/source"))
+              + multi_columns("source", PAIRS, ciou_key, "pairs/source") + thr)
     add_table("table1_2", "Tables 1–2: single source (test) and two sources (test_pairs), "
-              "protocols frame / source",
+              "protocols frame / source; thr 0.5: frame protocol, binarised at half the map's range",
               [v for v in ("ezvsl", "avgn", "paper_objective") if v in variants], cols12,
               extra_rows=[(f"{k} (no audio)", v) for k, v in baselines.items()])
-    cols = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs"))
+    cols = [("AP", "frame", SINGLE, "AP"), ("pairs/frame CAP", "frame", PAIRS, "CAP"),
+            ("pairs/frame PIAP", "frame", PAIRS, "PIAP"), ("pairs/source CAP", "source", PAIRS, "CAP"),
+            (f"pairs/source {ciou_key}", "source", PAIRS, ciou_key), thr[0],
+            ("trios/frame CAP", "frame", TRIOS, "CAP"), ("duet CAP", "frame", DUET, "CAP"),
+            (f"duet {ciou_key}", "frame", DUET, ciou_key)]
     add_table("table3", "Table 3: class tokens × grouping", TABLE3, cols)
     add_table("table4", "Table 4: transformer depth and assignment", TABLE4, cols)
     flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
