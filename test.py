@@ -10,6 +10,7 @@ top (data root, protocol, threshold, number of sources, ...). Writes results.jso
 CSV per test set and, with --save-vis N, N overlays per test set, beside the checkpoint or in --out.
 """
 import argparse
+import dataclasses
 import json
 import os
 
@@ -37,8 +38,10 @@ def parse_args(argv=None):
 
 
 def load_model(ckpt, cfg, device):
-    """The checkpoint's weights in the model that `cfg` describes, in eval mode on `device`."""
-    model = build_model(cfg)
+    """The checkpoint's weights in the model that `cfg` describes, in eval mode on `device`. The
+    ImageNet initialisation is skipped: every weight comes from the checkpoint."""
+    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
+                                                                           pretrained="none")))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

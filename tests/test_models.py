@@ -203,6 +203,17 @@ def test_imagenet_weights_from_local_file_and_clear_offline_error(tmp_path, monk
                          f"model.pretrained_path={tmp_path / 'missing.pth'}"))
 
 
+def test_checkpoint_of_an_imagenet_config_loads_offline(tmp_path):
+    from test import load_model
+    trained = build_model(tiny("model.width=64"))
+    ckpt = {"model": trained.state_dict()}  # trained from ImageNet weights, now on a machine
+    cfg = tiny("model.width=64", "model.pretrained=imagenet",  # without them
+               f"model.pretrained_path={tmp_path / 'missing.pth'}")
+    model = load_model(ckpt, cfg, torch.device("cpu"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k]), k
+
+
 def test_unknown_model_name():
     with pytest.raises(ValueError, match=r"unknown model.name 'avgm'.*'avgn'"):
         build_model(tiny("model.name=avgm"))
