@@ -28,11 +28,16 @@ synthetic                    datasets.synthetic.build_synthetic(cfg, split)
 [1] not published: build it from VGGSound's vggsound.csv with `records.read_vggsound_csv` and
 `records.write_list` (see the README, "Data").
 
+Bad input: a missing file, a list entry without annotation or an unknown class raises `DataError`
+naming the file and the list line; ``data.on_error=skip`` drops such entries from training lists
+(and the val carve-out) and logs the count. Evaluation lists are always used whole.
+
 Pair lists put the two frames side by side (concat canvas, W = 2H); MUSIC-Duet frames hold both
 sources on one frame (canvas single). Training mixtures of ``data.num_sources`` clips apply to
 every benchmark whose frames hold one source. Class index = position in the sorted training
 class names; pass the checkpoint's ``class_names`` when testing.
 """
+import dataclasses
 import logging
 import os
 import re
@@ -146,22 +151,6 @@ class _Annotator:
                             boxes=[b for _, b in self.ann[e.id]])
 
 
-def _guarded(cfg, fn, entries):
-    """[fn(e)] for e in entries; a DataError raises (on_error=raise) or drops the entry (skip)."""
-    out, bad, first = [], 0, None
-    for e in entries:
-        try:
-            out.append(fn(e))
-        except DataError as err:
-            if cfg.data.on_error != "skip":
-                raise
-            bad, first = bad + 1, first or str(err)
-    if bad:
-        logger.warning("dropped %d of %d list entries (data.on_error=skip); first: %s",
-                       bad, len(entries), first)
-    return out
-
-
 def _read_train_list(cfg, name, spec):
     entries = []
     for list_name in (spec.train_list,) + tuple(spec.extra_train_lists):
@@ -217,12 +206,15 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
         return media_record(d.root, e.id, e.classes, e.where, spec.music_ids, d.frame_rate)
 
     if split == "test" or (split == "val" and spec.val_list):
+        # evaluation lists are used whole: a bad entry always raises (data.on_error=skip is for
+        # training lists), so no metric is ever computed on a silently smaller set
+        d = dataclasses.replace(d, on_error="raise")
         annotate = _Annotator(cfg, spec)
         path = _metadata_path(cfg, spec.test_list if split == "test" else spec.val_list)
         if split == "test" and spec.test_pairs:
-            items = _guarded(cfg, lambda p: tuple(annotate(e) for e in p), read_pair_list(path))
+            items = [tuple(annotate(e) for e in p) for p in read_pair_list(path)]
         else:
-            items = _guarded(cfg, lambda e: (annotate(e),), read_list(path, 1, 3))
+            items = [(annotate(e),) for e in read_list(path, 1, 3)]
         if class_names is None:
             class_names = sorted({c for it in items for r in it for c in r.classes})
             logger.warning("%s: training list %s not found and no class_names given: class "

@@ -234,7 +234,9 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             r, m = msg
             text = f"{m} (list entry {r.where or r.id})"
             if self.cfg.on_error == "raise":
-                raise DataError(text + "; set data.on_error=skip to drop such items")
+                raise DataError(text + "; data.on_error=skip drops such items from training "
+                                "lists (test lists are used whole: to evaluate a subset, write a "
+                                "list without them)")
             bad += 1
             first = first or text
         if bad:

@@ -122,9 +122,18 @@ def test_real_test_list_missing_media_names_file_and_line(tmp_path, metadata_dir
     cfg = small_cfg(tmp_path, metadata=metadata_dir)
     with pytest.raises(DataError, match=r"1Ju4S0qeDqw_000_00000\.jpg.*music_solo_test\.csv:2"):
         build_dataset(cfg, "test", "music_solo")
-    cfg.data.on_error = "skip"
+    cfg.data.on_error = "skip"  # for training lists only: a test list is used whole
+    with pytest.raises(DataError, match="test lists are used whole"):
+        build_dataset(cfg, "test", "music_solo")
+    # a subset is evaluated through a list of its own
+    os.makedirs(tmp_path / "meta")
+    for name in ("music_solo_train.txt", "music_solo.json"):
+        os.symlink(os.path.join(metadata_dir, name), tmp_path / "meta" / name)
+    with open(os.path.join(metadata_dir, "music_solo_test.csv")) as f:
+        (tmp_path / "meta" / "music_solo_test.csv").write_text(f.readline())
+    cfg.data.metadata = str(tmp_path / "meta")
     ds = build_dataset(cfg, "test", "music_solo")
-    assert len(ds) == 1 and ds.num_dropped == 2123 and len(ds.class_names) == 11
+    assert len(ds) == 1 and ds.num_dropped == 0 and len(ds.class_names) == 11
     s = ds[0]
     assert s["gt"].shape == (1, 32, 32) and s["gt"].sum() > 0 and s["labels"].sum() == 1
 
@@ -298,8 +307,13 @@ def test_missing_wav_raises_with_name_and_line(tmp_path):
     cfg = small_cfg(tmp_path)
     with pytest.raises(DataError, match=r"audio/v3\.wav.*vggsound_single_test\.csv:4"):
         build_dataset(cfg, "test", "vggsound_single")
-    cfg.data.on_error = "skip"
-    assert len(build_dataset(cfg, "test", "vggsound_single")) == 5
+    with pytest.raises(DataError, match=r"audio/v3\.wav.*vggsound_single_train\.txt:4"):
+        build_dataset(cfg, "train", "vggsound_single")
+    cfg.data.on_error = "skip"  # drops the item from the training list, not from a test list
+    train = build_dataset(cfg, "train", "vggsound_single")
+    assert len(train) == 5 and train.num_dropped == 1 and "v3" not in [it[0].id for it in train.items]
+    with pytest.raises(DataError, match=r"audio/v3\.wav.*vggsound_single_test\.csv:4"):
+        build_dataset(cfg, "test", "vggsound_single")
     (tmp_path / "audio" / "v3.wav").write_bytes(b"corrupt")  # exists but undecodable: raises
     ds = build_dataset(cfg, "test", "vggsound_single")
     with pytest.raises(DataError, match=r"v3\.wav.*vggsound_single_test\.csv:4"):

@@ -77,7 +77,7 @@ class DataConfig:
     num_sources: int = 1  # k clips mixed per training sample (1: single-source training)
     canvas: str = "concat"  # concat (k frames side by side) | single (one frame, all sources)
     audio: AudioConfig = field(default_factory=AudioConfig)
-    on_error: str = "raise"  # raise | skip (skip allowed for training lists only)
+    on_error: str = "raise"  # raise | skip: drop bad entries of training lists (test lists: raise)
     val_fraction: float = 0.05  # fraction of the training list held out as val (seeded)
     max_items: int = 0  # truncate each list to this many items (0: all; for smoke tests)
     num_workers: int = 4  # data-loader workers per process
