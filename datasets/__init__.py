@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 VAL_SEED = 0  # the val carve-out and val pairs do not depend on the training seed
-_MUSIC_ID = re.compile(r"^(?P<video>.+)_(?P<segment>\d+)_(?P<frame>\d+)$")
+# MUSIC frame ids: frame numbers count at data.frame_rate (10) from the start of the video
+MUSIC_ID = re.compile(r"^(?P<video>.+)_(?P<segment>\d+)_(?P<frame>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def media_record(root: str, id_: str, classes: List[str], where: str = "", music
     """
     audio, offset = os.path.join(root, "audio", id_ + ".wav"), None
     if music_ids and not os.path.isfile(audio):
-        m = _MUSIC_ID.match(id_)
+        m = MUSIC_ID.match(id_)
         video = m and os.path.join(root, "audio", m["video"] + ".wav")
         if video and os.path.isfile(video):
             audio, offset = video, int(m["frame"]) / frame_rate

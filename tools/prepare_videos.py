@@ -1,6 +1,8 @@
 """Videos -> the on-disk layout every benchmark reads: frames/<id>.jpg, audio/<id>.wav, a list.
 
-    python tools/prepare_videos.py --videos raw/ --out data/music --every 1.0 --rate 22050
+    python tools/prepare_videos.py --videos raw/ --out data/mine --every 1.0 --rate 22050
+    python tools/prepare_videos.py --videos music_videos/ --out data/music \
+        --music-lists data/music/metadata/music_*_train.txt data/music/metadata/music_*_test.csv
 
 For every file under --videos that PyAV can decode (any container, frame rate or sample rate):
 * --centre (default): one frame at the centre of the clip, id = file stem;
@@ -8,6 +10,10 @@ For every file under --videos that PyAV can decode (any container, frame rate or
 and for each frame a mono wav at --rate Hz of --seconds centred on the frame's time (shifted to stay
 inside the clip, tiled when the clip is shorter). The list file (default ``<out>/videos.txt``) gets
 ``id`` per line, or ``id,class`` when the videos sit in class sub-folders (``<videos>/<class>/x.mp4``).
+* --music-lists: the frames the MUSIC lists name, ids ``<video>_<segment>_<frame>`` with frame
+  numbers counted at --frame-rate (10) from the start of the video, and the whole sound track of
+  each video as ``audio/<video>.wav`` (sample 0 = the video's start), from which the loader cuts
+  the window centred on each frame. Videos no list names are not decoded.
 
 Resumable: a finished video leaves ``<out>/.done/<stem>.txt`` (its list lines) and is skipped next
 time. Files that cannot be decoded are listed at the end (and in ``<out>/undecodable.txt``).
@@ -16,12 +22,14 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datasets import MUSIC_ID, read_list  # noqa: E402
 from datasets.audio import cut_window, decode_av  # noqa: E402
 from datasets.records import canonical_class  # noqa: E402
 
@@ -35,6 +43,10 @@ def parse_args(argv=None):
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--every", type=float, default=0.0, help="one frame every S seconds")
     mode.add_argument("--centre", action="store_true", help="one frame at the clip centre (default)")
+    mode.add_argument("--music-lists", nargs="+", default=None,
+                      help="MUSIC list files: extract the frames they name (<video>_<seg>_<frame>)")
+    p.add_argument("--frame-rate", type=float, default=10.0,
+                   help="frames per second the MUSIC frame numbers count (--music-lists)")
     p.add_argument("--rate", type=int, default=22050, help="sample rate of the written wavs")
     p.add_argument("--seconds", type=float, default=3.0, help="audio window around each frame")
     p.add_argument("--list", default="videos.txt", help="list file name, written under --out")
@@ -62,9 +74,21 @@ def frame_times(duration: float, every: float) -> List[float]:
     return [min(every * (k + 0.5), duration) for k in range(n)]
 
 
+def music_frames(list_paths: List[str]) -> Dict[str, Dict[str, int]]:
+    """{video: {id: frame number}} of the MUSIC ids (``<video>_<segment>_<frame>``) in the lists."""
+    out = {}
+    for path in list_paths:
+        for e in read_list(path, 1, 3):
+            m = MUSIC_ID.match(e.id)
+            if m is None:
+                raise SystemExit(f"{e.where}: '{e.id}' is not a MUSIC id <video>_<segment>_<frame>")
+            out.setdefault(m["video"], {})[e.id] = int(m["frame"])
+    return out
+
+
 def decode_frames(path: str, times: List[float]):
     """The decoded video frames (PIL RGB) nearest to each time (seconds from the video stream's
-    start), one sequential decode; also returns that start in container time (seconds)."""
+    start; ascending), one sequential decode; also returns that start in container time (seconds)."""
     import av
     best = [None] * len(times)
     best_d = [float("inf")] * len(times)
@@ -108,6 +132,28 @@ def _atomic(path, write):
     os.replace(tmp, path)
 
 
+def _save_jpg(img, path, quality):
+    _atomic(path, lambda p: img.convert("RGB").save(p, format="JPEG", quality=quality))
+
+
+def _save_wav(wave, path, rate):
+    _atomic(path, lambda p: sf.write(p, wave, rate, subtype="PCM_16", format="WAV"))
+
+
+def process_music(path: str, frames: Dict[str, int], args) -> List[str]:
+    """The listed frames of one MUSIC video and its whole sound track; return the ids written."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    ids = sorted(frames, key=frames.get)
+    images, video_start = decode_frames(path, [frames[i] / args.frame_rate for i in ids])
+    audio, audio_start = decode_av(path, args.rate, with_start=True)
+    shift = int(round((audio_start - video_start) * args.rate))  # sample 0 = the video's start
+    audio = np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
+    for id_, img in zip(ids, images):
+        _save_jpg(img, os.path.join(args.out, "frames", id_ + ".jpg"), args.quality)
+    _save_wav(audio, os.path.join(args.out, "audio", stem + ".wav"), args.rate)
+    return ids
+
+
 def process(path: str, cls: Optional[str], args) -> List[str]:
     """Write the frames and wavs of one video; return its list lines."""
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -120,10 +166,8 @@ def process(path: str, cls: Optional[str], args) -> List[str]:
         id_ = stem if args.every <= 0 else f"{stem}_{k:04d}"
         # t counts from the video stream's start; the audio array from the audio stream's start
         wave = cut_window(audio, args.rate, args.seconds, max(t + video_start - audio_start, 0.0))
-        _atomic(os.path.join(args.out, "frames", id_ + ".jpg"),
-                lambda p: img.convert("RGB").save(p, format="JPEG", quality=args.quality))
-        _atomic(os.path.join(args.out, "audio", id_ + ".wav"),
-                lambda p: sf.write(p, wave, args.rate, subtype="PCM_16", format="WAV"))
+        _save_jpg(img, os.path.join(args.out, "frames", id_ + ".jpg"), args.quality)
+        _save_wav(wave, os.path.join(args.out, "audio", id_ + ".wav"), args.rate)
         lines.append(id_ if cls is None else f"{id_},{cls}")
     return lines
 
@@ -134,6 +178,14 @@ def main(argv=None):
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
     videos = find_videos(args.videos)
+    wanted = music_frames(args.music_lists) if args.music_lists else None
+    if wanted is not None:
+        have = {os.path.splitext(os.path.basename(p))[0] for p, _ in videos}
+        missing = sorted(set(wanted) - have)
+        if missing:
+            logger.warning("%d of the %d videos the lists name are not under %s (first: %s)",
+                           len(missing), len(wanted), args.videos, missing[0])
+        videos = [(p, c) for p, c in videos if os.path.splitext(os.path.basename(p))[0] in wanted]
     stems = {}
     for path, _ in videos:  # ids come from file names: two videos must not share one
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -151,7 +203,8 @@ def main(argv=None):
                 done_lines.extend(f.read().split())
             continue
         try:
-            lines = process(path, cls, args)
+            lines = (process(path, cls, args) if wanted is None else
+                     process_music(path, wanted[stem], args))
         except Exception as e:  # undecodable: reported at the end, never replaced
             failed.append(f"{path}: {type(e).__name__}: {e}")
             continue
