@@ -148,10 +148,11 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
             out = model(batch["image"], batch["spec"])
         classes = batch["classes"]
         maps = upsample_maps(localization_maps(out, classes), gt.shape[-2:]).cpu()  # [B, N, H, W]
-        if not multi:
-            evaluator.update(maps[:, 0], gt[:, 0], batch["index"].cpu(), ids=batch["id"])
-            continue
         scores = presence(out).float()
+        if not multi:
+            evaluator.update(maps[:, 0], gt[:, 0], batch["index"].cpu(), ids=batch["id"],
+                             classes=classes[:, 0].cpu(), scores=scores.cpu())
+            continue
         pred = predicted_classes(scores, classes)
         pred_maps = upsample_maps(localization_maps(out, pred), gt.shape[-2:]).cpu()
         evaluator.update(maps, pred_maps, gt, classes.cpu(), scores.cpu(),

@@ -429,9 +429,10 @@ def _threshold_key(prefix, t):
 
 
 class SingleSourceEvaluator:
-    """Table 1 metrics: AP (mean pixel_ap), IoU@t (fraction of samples with ciou >= t) and AUC.
+    """Table 1 metrics: AP (mean pixel_ap), IoU@t (fraction of samples with ciou >= t) and AUC;
+    with presence scores, recall@N (N = 1: the labelled class has the highest score).
 
-    Samples with an empty gt mask are excluded from all three and counted in num_excluded.
+    Samples with an empty gt mask are excluded from the first three and counted in num_excluded.
     compute(), rows() and write_csv() gather across processes (call them on every rank).
 
     Args:
@@ -444,12 +445,12 @@ class SingleSourceEvaluator:
         parse_threshold(threshold)
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.threshold = threshold
-        self.records = []  # (index, id, ap, ciou)
+        self.records = []  # (index, id, ap, ciou, top-1 hit or None)
 
     def reset(self):
         self.records = []
 
-    def update(self, maps, gts, indices, ids=None):
+    def update(self, maps, gts, indices, ids=None, classes=None, scores=None):
         """Score a batch.
 
         Args:
@@ -457,22 +458,29 @@ class SingleSourceEvaluator:
             gts: [B, H, W] gt masks (foreground where > 0.5), same resolution as the maps.
             indices: [B] int dataset indices (used to de-duplicate sampler padding).
             ids: optional list of B str sample ids (for the CSV).
+            classes, scores: optional [B] labelled class and [B, C] audio presence scores.
         """
         assert maps.ndim == 3 and tuple(maps.shape) == tuple(gts.shape), \
             f"maps {tuple(maps.shape)} and gts {tuple(gts.shape)} must both be [B, H, W]"
         idx, ids = _indices_ids(indices, ids, maps.shape[0])
         ap, ci = score_maps(maps, gts, self.threshold)  # [B], [B]
-        self.records.extend(zip(idx, ids, ap.tolist(), ci.tolist()))
+        hits = [None] * len(idx)
+        if scores is not None:
+            top = np.argmax(_to_numpy(scores), axis=1)  # first of ties, as the stable sort
+            hits = (top == _to_numpy(classes).astype(np.int64)).tolist()
+        self.records.extend(zip(idx, ids, ap.tolist(), ci.tolist(), hits))
 
     def rows(self):
-        """Per-sample dicts (index, id, ap, ciou), de-duplicated and sorted by index."""
-        return [dict(index=i, id=s, ap=a, ciou=c) for i, s, a, c in _gather_unique(self.records)]
+        """Per-sample dicts (index, id, ap, ciou[, recall]), de-duplicated and sorted by index."""
+        return [dict(index=i, id=s, ap=a, ciou=c, **({} if h is None else {"recall": float(h)}))
+                for i, s, a, c, h in _gather_unique(self.records)]
 
     def write_csv(self, path):
         _write_rows(path, self.rows())
 
     def compute(self):
-        """Returns dict: AP, IoU@t per threshold, AUC, num_samples, num_excluded, threshold."""
+        """Returns dict: AP, IoU@t per threshold, AUC, recall@N (when scores were given; over all
+        samples), num_samples, num_excluded, threshold."""
         recs = _gather_unique(self.records)
         ap = np.array([r[2] for r in recs], dtype=np.float64)
         ci = np.array([r[3] for r in recs], dtype=np.float64)
@@ -481,7 +489,11 @@ class SingleSourceEvaluator:
         out = {"AP": _mean(ap)}
         for t in self.iou_thresholds:
             out[_threshold_key("IoU", t)] = _mean(ci >= t)
-        out.update(AUC=auc(ci), num_samples=int(keep.sum()), num_excluded=int((~keep).sum()),
+        out["AUC"] = auc(ci)
+        hits = [r[4] for r in recs if r[4] is not None]
+        if hits:
+            out["recall@N"] = float(np.mean(hits))
+        out.update(num_samples=int(keep.sum()), num_excluded=int((~keep).sum()),
                    threshold=self.threshold)
         return out
 

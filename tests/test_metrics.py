@@ -136,6 +136,13 @@ def test_single_source_evaluator_hand_made():
     assert out["AUC"] == pytest.approx(6 * 0.05 + 0.05 * 0.75 + 13 * 0.05 * 0.5, abs=1e-12)
     assert out["num_samples"] == 2 and out["num_excluded"] == 1
     assert out["threshold"] == "median"
+    # with presence scores: top-1 recall over every sample (the empty-mask one included)
+    ev.reset()
+    scores = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.5, 0.5, 0.1]])  # tie: first class
+    ev.update(maps, gts, torch.arange(3), classes=torch.tensor([1, 2, 0]), scores=scores)
+    out = ev.compute()
+    assert out["recall@N"] == pytest.approx(2 / 3) and out["AP"] == pytest.approx((1.0 + 0.34375) / 2)
+    assert [r["recall"] for r in ev.rows()] == [1.0, 0.0, 1.0]
 
 
 def test_auc_hand_made():
