@@ -261,10 +261,10 @@ class Localiser:
         p = presence(out).float().cpu()  # [B, C]
         chosen = []
         for b in range(len(samples)):
-            if self.fixed is not None:
+            if agnostic:
+                chosen.append([-1])  # one map, the same for every class (--classes ignored)
+            elif self.fixed is not None:
                 chosen.append(list(self.fixed))
-            elif agnostic:
-                chosen.append([-1])  # one map, the same for every class
             else:
                 chosen.append(select_classes(p[b].tolist(), self.topk, self.threshold))
         N = max(1, max(len(c) for c in chosen))

@@ -1,4 +1,4 @@
-"""AVGN training objective (SPEC §2): L = L_loc + L_group (Eq. 11).
+"""AVGN training objective L = L_loc + L_group (Eq. 11).
 
 L_loc (Eq. 1 / Eq. 10): for sample b and each of its sources n of class c,
     s(b, m) = max_p cos(g^a_{b,c}, f^v_{m,p} ⊙ g^v_{m,c}) / tau   for every image m,

@@ -6,7 +6,7 @@
     python train.py --resume run/checkpoint.pth                          # after preemption
 
 One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
-is data.batch_size_per_gpu x processes; the learning rate is used as given.
+is train.batch_size_per_gpu x processes; the learning rate is used as given.
 """
 import argparse
 import json

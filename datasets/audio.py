@@ -1,4 +1,4 @@
-"""Audio: decode, resample, window, log power spectrogram (SPEC §3.2).
+"""Audio: decode, resample, window, log power spectrogram.
 
     wave = load_window(path, sample_rate=22050, seconds=3.0, centre=None)  # float32 [S]
     spec = log_spectrogram(wave, n_fft=512, hop=220, frames=300)          # [1, 257, 300]

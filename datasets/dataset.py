@@ -1,10 +1,10 @@
-"""One loading pipeline for every benchmark: records -> samples -> batches (SPEC §3).
+"""One loading pipeline for every benchmark: records -> samples -> batches.
 
     ds = AudioVisualDataset(items, class_names, cfg.data, train=True, num_sources=2)
     ds.set_epoch(epoch)                      # new mixture partners and augmentations
     loader = DataLoader(ds, batch_size=..., collate_fn=collate)
 
-Sample (SPEC §3.1), for a canvas of k frames of size S = data.image_size:
+Sample, for a canvas of k frames of size S = data.image_size:
     image [3, S, k*S] float (ImageNet-normalised) · spec [1, F, T] float · labels [C] multi-hot
     classes [N] long · gt [N, S, k*S] float in {0, 1} (zeros where a source has no box, and outside
     its frame) · frame_slot [N] long · id str (ids joined by '+') · index int (dataset index).
@@ -148,7 +148,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         load_source_masks(record, geometry) -> per source a mask [h, w] or None (no annotation);
         check_record(record) -> error message or None (start-up check; default: files exist,
             classes known, mask files present).
-    Bad input (SPEC §3.5): with data_cfg.on_error == 'raise' the first bad item found at start-up
+    Bad input: with data_cfg.on_error == 'raise' the first bad item found at start-up
     raises `DataError` naming the file and the list line; with 'skip' bad items are dropped at
     start-up and counted in one log line. A file that exists but cannot be decoded always raises
     when loaded — another sample is never substituted.

@@ -1,4 +1,4 @@
-"""Images: frame transforms, box / mask rendering on the transformed frame, canvases (SPEC §3.3).
+"""Images: frame transforms, box / mask rendering on the transformed frame, canvases.
 
 A frame transform is a `Geometry`: resize the frame to (rw, rh), crop (x0, y0, size, size), then
 optionally flip horizontally. The image and every ground-truth mask go through the same geometry,

@@ -4,7 +4,7 @@ Every benchmark is read into `Record`s (one per video frame); `datasets.dataset`
 into samples. Parsers never guess: a malformed line, box or class raises `DataError` naming the
 file and the line (or entry) it came from.
 
-Formats (SPEC §3.4):
+Formats:
 * list files: ``id`` | ``id,class`` | ``id,c1,c2`` (one frame, several sources) and pair lists
   ``id1,c1,id2,c2`` (two frames side by side), see `read_list` / `read_pair_list`;
 * ``vggss.json``: ``{file, class, bbox: [[x1, y1, x2, y2], ...]}``, normalised xyxy, several boxes

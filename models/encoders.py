@@ -1,4 +1,4 @@
-"""Audio and visual encoders (SPEC §1.1): ResNet18 trunks with a width option.
+"""Audio and visual encoders: ResNet18 trunks with a width option.
 
 The ResNet18 here uses torchvision's parameter names, so at width 64 the ImageNet weights of
 `torchvision.models.resnet18` load as they are; narrower widths exist for CPU-sized configs.

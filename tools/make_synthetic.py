@@ -1,6 +1,6 @@
 """Write the synthetic audio-visual benchmark (see datasets/synthetic.py and the README).
 
-    python tools/make_synthetic.py --out data/synthetic --image-size 96 --sample-rate 11025
+    python tools/make_synthetic.py --out data/synthetic --image-size 64 --sample-rate 11025
 
 Writes frames/<id>.jpg, audio/<id>.wav, annotations.json (VGG-SS style), train.txt, val.txt,
 test.txt, test_pairs.csv, test_trios.csv, test_duet.json/.csv, all_objects.json, classes.txt and
@@ -21,7 +21,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="data root to write")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
-    p.add_argument("--image-size", type=int, default=96, help="frame side in pixels")
+    p.add_argument("--image-size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--sample-rate", type=int, default=11025, help="audio sample rate (Hz)")
     p.add_argument("--seconds", type=float, default=1.0, help="clip length (s)")
     for k, v in DEFAULT_SIZES.items():
