@@ -138,6 +138,7 @@ class AVGN(nn.Module):
         audio_groups [B, K, D] (K = C: g^a; class-agnostic ablation: K = 1, f^a);
         visual_groups [B, C, D] g^v multiplying f^v in the maps, or None (loc_features=raw or
             class-agnostic);
+        gv [B, C, D] the visual groups g^v whatever loc_features is (None: class-agnostic);
         logits_a, logits_v [B, C] presence logits (p = sigmoid); token_logits [C, C] (Eq. 9);
         class_aware bool.
     Maps: `localization_maps(out, classes [B, N])` -> [B, N, h, w] (class -1: zeros).
@@ -191,8 +192,9 @@ class AVGN(nn.Module):
         if self.class_aware:
             out["audio_groups"] = ga
             out["visual_groups"] = gv if self.modulate else None
+            out["gv"] = gv
         else:  # both switches off: the EZ-VSL map (Eq. 1) on the pooled audio token
-            out["audio_groups"], out["visual_groups"] = out["fa"], None
+            out["audio_groups"], out["visual_groups"], out["gv"] = out["fa"], None, None
         return out
 
 

@@ -62,3 +62,38 @@ def test_presence_metrics_by_hand():
     assert m["top1"] == pytest.approx(2 / 3)
     none = presence_metrics(np.zeros((2, 3)), labels[:2])
     assert math.isnan(none["precision"]) and none["recall"] == 0.0
+
+
+def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_ezvsl():
+    import torch
+    from models import build_model
+    from tools.figures import model_outputs
+    from utils.config import load_config
+
+    class Items(torch.utils.data.Dataset):  # samples of the dataset contract, random content
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return {"image": torch.randn(3, 32, 32, generator=g),
+                    "spec": torch.randn(1, 64, 48, generator=g),
+                    "labels": torch.nn.functional.one_hot(torch.tensor(i % 5), 5).float(),
+                    "classes": torch.tensor([i % 5]), "gt": torch.zeros(1, 32, 32),
+                    "frame_slot": torch.tensor([0]), "id": f"x{i}", "index": i}
+
+    tiny = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.num_classes=5"]
+    for name, raw, group in (("avgn", "raw", True), ("avgn", "modulated", True), ("ezvsl", "raw", False)):
+        model = build_model(load_config(None, tiny + [f"model.name={name}",
+                                                      f"model.loc_features={raw}"])).eval()
+        with torch.no_grad():
+            out = model_outputs(model, Items(), batch_size=4)
+        assert out["visual_is_group"].all() == group and out["audio_is_group"].all() == group
+        assert out["visual_emb"].shape == (6, 32) and np.allclose(
+            np.linalg.norm(out["visual_emb"], axis=1), 1.0, atol=1e-5)
+        if group:  # g^v of the labelled class
+            with torch.no_grad():
+                gv = model(torch.stack([Items()[i]["image"] for i in range(6)]),
+                           torch.stack([Items()[i]["spec"] for i in range(6)]))["gv"]
+            ref = torch.nn.functional.normalize(gv[torch.arange(6), torch.arange(6) % 5], dim=-1)
+            assert np.allclose(out["visual_emb"], ref.numpy(), atol=1e-5)
