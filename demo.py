@@ -102,7 +102,7 @@ def load_demo_model(path, device):
     except Exception as e:  # e.g. a saved tensor or list instead of a dict
         raise DemoError(f"{path} is not an AVGN checkpoint ({type(e).__name__}: {e})") from None
     try:
-        cfg = from_dict(ckpt["config"])
+        cfg = from_dict(ckpt["config"], stored=True)
     except (ConfigError, TypeError, AttributeError) as e:
         raise DemoError(f"{path} is not an AVGN checkpoint: its config does not fit ours ({e})") \
             from None

@@ -52,7 +52,7 @@ def load_model(ckpt, cfg, device):
 
 def run_tests(ckpt, out_dir, device, split="test", overrides=(), save_vis=0):
     """Evaluate `ckpt` (a loaded checkpoint dict) on cfg.eval.test_sets; returns {name: metrics}."""
-    cfg = apply_overrides(from_dict(ckpt["config"]), overrides)
+    cfg = apply_overrides(from_dict(ckpt["config"], stored=True), overrides)
     model = load_model(ckpt, cfg, device)
     names = cfg.eval.test_sets or [cfg.data.dataset]
     results = {}

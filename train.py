@@ -93,7 +93,7 @@ def resolve_config(args):
     elif resume and not os.path.isfile(resume):
         raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
     if resume and not args.config:
-        cfg = apply_overrides(from_dict(load_checkpoint(resume)["config"]), args.overrides)
+        cfg = apply_overrides(from_dict(load_checkpoint(resume)["config"], stored=True), args.overrides)
     return cfg, resume
 
 

@@ -16,6 +16,19 @@ def test_defaults_roundtrip_through_yaml(tmp_path):
     assert isinstance(again.train.lr, float) and again.train.lr == 3e-4
 
 
+def test_stored_config_with_a_removed_key_loads_with_a_warning(caplog):
+    stored = to_dict(load_config(None, ["model.depth=2"]))
+    stored["eval"]["num_sources"] = 2  # a key an older version wrote
+    with pytest.raises(ConfigError, match="eval.num_sources"):
+        from_dict(stored)
+    with caplog.at_level("WARNING", logger="avgn"):
+        cfg = from_dict(stored, stored=True)
+    assert cfg.model.depth == 2 and "eval.num_sources" in caplog.text
+    stored["model"]["depth"] = "three"  # a wrong type still raises
+    with pytest.raises(ConfigError, match="model.depth"):
+        from_dict(stored, stored=True)
+
+
 def test_base_inheritance(tmp_path):
     (tmp_path / "base.yaml").write_text("model: {dim: 64, depth: 1}\ntrain: {epochs: 5}\n")
     (tmp_path / "child.yaml").write_text("_base_: base.yaml\nmodel: {depth: 2}\n")

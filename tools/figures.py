@@ -37,7 +37,7 @@ from utils.data import make_loader  # noqa: E402
 def load_for_analysis(ckpt_path, overrides=(), device="cpu"):
     """(checkpoint dict, config with `overrides` applied, model in eval mode on `device`)."""
     ckpt = load_checkpoint(ckpt_path)
-    cfg = apply_overrides(from_dict(ckpt["config"]), overrides)
+    cfg = apply_overrides(from_dict(ckpt["config"], stored=True), overrides)
     return ckpt, cfg, load_model(ckpt, cfg, device)
 
 

@@ -12,6 +12,7 @@
 """
 import dataclasses
 import difflib
+import logging
 import os
 import typing
 from dataclasses import dataclass, field
@@ -174,8 +175,9 @@ def _check_value(value, tp, where):
                       f"got {value!r} ({type(value).__name__})")
 
 
-def _merge(obj, values, prefix=""):
-    """Write a nested dict of values into dataclass `obj` in place, with checks."""
+def _merge(obj, values, prefix="", dropped=None):
+    """Write a nested dict of values into dataclass `obj` in place, with checks. Unknown keys
+    raise, or are appended to the list `dropped` when one is given."""
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, "
                           f"got {values!r}")
@@ -183,11 +185,14 @@ def _merge(obj, values, prefix=""):
     for key, value in values.items():
         where = prefix + str(key)
         if key not in fields:
+            if dropped is not None:
+                dropped.append(where)
+                continue
             full = [prefix + k for k in fields]
             raise ConfigError(f"unknown config key '{where}'{_suggest(where, full)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _merge(current, value, where + ".")
+            _merge(current, value, where + ".", dropped)
         else:
             setattr(obj, key, _check_value(value, hints[key], where))
 
@@ -239,9 +244,14 @@ def apply_overrides(cfg, overrides):
     return cfg
 
 
-def from_dict(values):
-    cfg = Config()
-    _merge(cfg, values)
+def from_dict(values, stored=False):
+    """Config from a plain dict (to_dict's inverse). stored=True (a checkpoint's config): keys
+    this version of the schema no longer has are ignored with a warning instead of raising."""
+    cfg, dropped = Config(), ([] if stored else None)
+    _merge(cfg, values, dropped=dropped)
+    if dropped:
+        logging.getLogger("avgn").warning("ignored stored config keys this version does not "
+                                          "have: %s", ", ".join(dropped))
     return cfg
 
 
