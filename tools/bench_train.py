@@ -2,7 +2,7 @@
 
     python tools/bench_train.py --threads 2                # paper model, batch 8, random tensors
     python tools/bench_train.py --threads 2 --encoders-only       # the two ResNet18 encoders alone
-    python tools/bench_train.py --threads 2 --variants full,enc --breakdown --profile
+    python tools/bench_train.py --threads 2 --variants full,enc --breakdown --profile --matmul
     python tools/bench_train.py --config configs/synthetic.yaml --batch 64
     python tools/bench_train.py --device cuda --batch 128 --variants fp32,bf16,bf16+cl,enc+bf16+cl
     python tools/bench_train.py --loader synthetic --workers 2  # end to end, utils/data.make_loader
@@ -68,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--breakdown", action="store_true",
                    help="time encoders / AVCT+AVG+heads / loss (forward + backward) separately")
     p.add_argument("--profile", action="store_true", help="torch.profiler table of the full step")
+    p.add_argument("--matmul", action="store_true",
+                   help="GFLOP/s of plain F.linear at the transformer's shapes")
     p.add_argument("--compare-amp", action="store_true",
                    help="loss terms of one batch in fp32 and under bf16 autocast (CUDA)")
     p.add_argument("--loader", default="none", choices=["none", "synthetic", "files"],
@@ -407,6 +409,30 @@ def fmt(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def matmul_rates(cfg, batch, device, repeats=20):
+    """GFLOP/s of plain F.linear at the shapes of the AVCT blocks (tokens x D -> 3D, 4D, D)."""
+    m = cfg.model
+    patches = (cfg.data.image_size // m.visual_stride) ** 2
+    hidden = int(m.dim * getattr(m, "mlp_ratio", 4.0))
+    shapes = [(batch * (patches + m.num_classes), m.dim, 3 * m.dim, "visual qkv"),
+              (batch * (patches + m.num_classes), m.dim, hidden, "visual MLP in"),
+              (batch * (patches + m.num_classes), hidden, m.dim, "visual MLP out"),
+              (batch * (1 + m.num_classes), m.dim, hidden, "audio MLP in")]
+    print("\nplain F.linear at the AVCT's shapes (fp32, forward):")
+    print("| layer | tokens x in -> out | GFLOP/s |\n|---|---|---|")
+    for rows, k, n, name in shapes:
+        x, w = torch.randn(rows, k, device=device), torch.randn(n, k, device=device)
+        for _ in range(3):
+            torch.nn.functional.linear(x, w)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            torch.nn.functional.linear(x, w)
+        sync(device)
+        dt = (time.perf_counter() - t0) / repeats
+        print(f"| {name} | {rows} x {k} -> {n} | {2 * rows * k * n / dt / 1e9:.0f} |")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -466,6 +492,14 @@ def main(argv=None):
         print("| part | ms | share |\n|---|---|---|")
         for k, v in parts.items():
             print(f"| {k} | {v * 1e3:.0f} | {100 * v / total:.1f}% |")
+        enc = [e for e in rows if e["opts"] == {**r["opts"], "encoders_only": True}]
+        if enc:  # FLOP/s of each part: the encoders' FLOPs, and the rest of the full model's
+            f_enc, f_rest = enc[0]["flops"] * args.batch, (r["flops"] - enc[0]["flops"]) * args.batch
+            print(f"FLOPs: AVGN part {100 * f_rest / f_enc:.1f}% of the encoders'; achieved "
+                  f"{f_enc / parts['encoders'] / 1e9:.0f} GFLOP/s (encoders), "
+                  f"{f_rest / parts['AVCT + AVG + heads'] / 1e9:.0f} GFLOP/s (AVCT + AVG + heads)")
+    if args.matmul:
+        matmul_rates(cfg, args.batch, device)
     if rows and args.profile:
         r = full[0] if full else rows[0]
         print(f"\ntorch.profiler, one step of {r['label']} (top ops by self time):")
