@@ -24,6 +24,8 @@ def test_stored_config_with_a_removed_key_loads_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="avgn"):
         cfg = from_dict(stored, stored=True)
     assert cfg.model.depth == 2 and "eval.num_sources" in caplog.text
+    with pytest.raises(ConfigError, match="backbone"):  # an unknown section still raises
+        from_dict({"backbone": "vit"}, stored=True)
     stored["model"]["depth"] = "three"  # a wrong type still raises
     with pytest.raises(ConfigError, match="model.depth"):
         from_dict(stored, stored=True)

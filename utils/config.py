@@ -185,7 +185,7 @@ def _merge(obj, values, prefix="", dropped=None):
     for key, value in values.items():
         where = prefix + str(key)
         if key not in fields:
-            if dropped is not None:
+            if dropped is not None and prefix:  # a field of a known section
                 dropped.append(where)
                 continue
             full = [prefix + k for k in fields]
@@ -245,8 +245,9 @@ def apply_overrides(cfg, overrides):
 
 
 def from_dict(values, stored=False):
-    """Config from a plain dict (to_dict's inverse). stored=True (a checkpoint's config): keys
-    this version of the schema no longer has are ignored with a warning instead of raising."""
+    """Config from a plain dict (to_dict's inverse). stored=True (a checkpoint's config): fields
+    of a section that this version of the schema no longer has are ignored with a warning
+    instead of raising (an unknown section still raises)."""
     cfg, dropped = Config(), ([] if stored else None)
     _merge(cfg, values, dropped=dropped)
     if dropped:
