@@ -8,9 +8,9 @@ model outputs behind them (embeddings, audio presence, map peaks) for any benchm
 Embeddings per test item b with (first) labelled class c_b: AVGN (class-aware) uses g^a[b, c_b]
 (audio_groups) and g^v[b, c_b] (gv, also when the maps use raw patch features); EZ-VSL and the
 AVGN variant without tokens and grouping use f^a (the pooled audio token) and the patch features
-f^v max-pooled over the patches. Embeddings are L2-normalised before t-SNE. The class-aware embeddings are indexed by the
-labelled class, so they start apart (each class has its own token); what training changes is how
-tightly the items of a class gather around it. Localisation overlays come from
+f^v max-pooled over the patches. Embeddings are L2-normalised before t-SNE. The class-aware
+embeddings are indexed by the labelled class, so they start apart (each class has its own token);
+what training changes is how tightly the items of a class gather around it. Localisation overlays come from
 `python test.py --ckpt X --save-vis N`.
 """
 import argparse

@@ -1,6 +1,6 @@
 """Reproduce the paper's claims on the synthetic benchmark with fixed seeds -> results/.
 
-    python tools/reproduce.py                  # full: 12 variants (9 trainings) x 3 seeds, 640 steps (~2 h, 2 CPUs)
+    python tools/reproduce.py                  # full: 12 variants (9 trainings) x 3 seeds (~2 h, 2 CPUs)
     python tools/reproduce.py --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
     python tools/reproduce.py --dry-run        # print every command, run nothing
     python tools/reproduce.py --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
