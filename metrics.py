@@ -466,14 +466,19 @@ class SingleSourceEvaluator:
         ap, ci = score_maps(maps, gts, self.threshold)  # [B], [B]
         hits = [None] * len(idx)
         if scores is not None:
+            assert classes is not None, "scores need the labelled classes"
+            cls = _to_numpy(classes).astype(np.int64)
             top = np.argmax(_to_numpy(scores), axis=1)  # first of ties, as the stable sort
-            hits = (top == _to_numpy(classes).astype(np.int64)).tolist()
+            hits = [None if c < 0 else bool(t == c) for t, c in zip(top.tolist(), cls.tolist())]
         self.records.extend(zip(idx, ids, ap.tolist(), ci.tolist(), hits))
 
     def rows(self):
         """Per-sample dicts (index, id, ap, ciou[, recall]), de-duplicated and sorted by index."""
-        return [dict(index=i, id=s, ap=a, ciou=c, **({} if h is None else {"recall": float(h)}))
-                for i, s, a, c, h in _gather_unique(self.records)]
+        recs = _gather_unique(self.records)
+        scored = any(r[4] is not None for r in recs)  # every row gets the column, or none
+        return [dict(index=i, id=s, ap=a, ciou=c,
+                     **({"recall": float("nan") if h is None else float(h)} if scored else {}))
+                for i, s, a, c, h in recs]
 
     def write_csv(self, path):
         _write_rows(path, self.rows())

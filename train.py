@@ -163,10 +163,10 @@ def main(argv=None):
         if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
             raise ValueError(f"{resume} stopped mid-epoch with (processes, batch_size_per_gpu) = "
                              f"{tuple(ckpt['layout'])}; resume with the same, not {layout}")
-        if ckpt["config"]["train"]["optimizer"] != cfg.train.optimizer:
-            raise ValueError(f"{resume} was trained with train.optimizer="
-                             f"{ckpt['config']['train']['optimizer']}; its state cannot resume "
-                             f"{cfg.train.optimizer}")
+        trained_with = ckpt["config"].get("train", {}).get("optimizer", "adam")
+        if trained_with != cfg.train.optimizer:
+            raise ValueError(f"{resume} was trained with train.optimizer={trained_with}; its "
+                             f"state cannot resume {cfg.train.optimizer}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

@@ -89,11 +89,12 @@ def decode_av(path: str, sample_rate: int, with_start: bool = False,
         rs = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
         chunks, start = [], None
         for frame in c.decode(stream):
+            if seek and (frame.time is None or (start is None and frame.time > span[0] + 1e-3)):
+                # no timestamps, or the seek landed after t0: decode from the start instead
+                return decode_av(path, sample_rate, with_start, span=(0.0, span[1]))
             if start is None and frame.time is not None:
                 start = float(frame.time)
-                if seek and start > span[0] + 1e-3:  # landed after t0: decode from the start
-                    return decode_av(path, sample_rate, with_start)
-            if span is not None and frame.time is not None and frame.time > span[1]:
+            if chunks and span is not None and frame.time is not None and frame.time > span[1]:
                 break
             chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(frame))
         chunks.extend(out.to_ndarray().reshape(-1) for out in rs.resample(None))  # flush
@@ -134,7 +135,11 @@ def load_window(path: str, sample_rate: int, seconds: float,
         else:  # a window more on each side, so that near the ends it shifts as on the whole clip
             x, start = decode_av(path, sample_rate, with_start=True,
                                  span=(centre - 1.5 * seconds, centre + 1.5 * seconds))
-            x = x[slice(*_window_bounds(len(x), n, int(round((centre - start) * sample_rate))))]
+            c = int(round((centre - start) * sample_rate))
+            if not 0 <= c < len(x) or len(x) < n:  # centre outside the audio, or a short clip
+                x, start = decode_av(path, sample_rate, with_start=True)
+                c = int(round((centre - start) * sample_rate))
+            x = x[slice(*_window_bounds(len(x), n, c))]
     except DataError:
         raise
     except Exception as e:  # corrupt file: name it

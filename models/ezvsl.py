@@ -29,6 +29,6 @@ class EZVSL(nn.Module):
         fa = F.normalize(fa.mean(dim=1, keepdim=True), dim=-1)  # [B, 1, D]
         return {
             "fv": fv, "grid": grid, "class_aware": False, "fa": fa,
-            "audio_groups": fa, "visual_groups": None,
+            "audio_groups": fa, "visual_groups": None, "gv": None,
             "logits_a": zeros, "logits_v": zeros, "token_logits": None,
         }

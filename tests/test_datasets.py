@@ -281,7 +281,7 @@ def test_audio_window_from_video_container(tmp_path):
         return np.argmax(np.abs(np.fft.rfft(w))) * rate / len(w)
 
     whole, start = decode_av(path, sr, with_start=True)
-    for centre in (0.2, 2.5, 4.5, 5.9):  # near the start, inside (seek), near the end
+    for centre in (-5.0, -1.0, 0.2, 2.5, 4.5, 5.9, 7.0):  # outside, near the ends, inside (seek)
         w = load_window(path, sr, 1.0, centre)
         ref = cut_window(whole, sr, 1.0, centre - start)  # the whole stream decoded, same timeline
         assert len(w) == sr and np.abs(w - ref).max() < 1e-3, centre

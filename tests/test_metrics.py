@@ -143,6 +143,9 @@ def test_single_source_evaluator_hand_made():
     out = ev.compute()
     assert out["recall@N"] == pytest.approx(2 / 3) and out["AP"] == pytest.approx((1.0 + 0.34375) / 2)
     assert [r["recall"] for r in ev.rows()] == [1.0, 0.0, 1.0]
+    ev.reset()  # a padded class (-1) is not counted
+    ev.update(maps, gts, torch.arange(3), classes=torch.tensor([1, -1, 0]), scores=scores)
+    assert ev.compute()["recall@N"] == 1.0
 
 
 def test_auc_hand_made():

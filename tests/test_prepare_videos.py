@@ -75,11 +75,12 @@ def test_prepare_videos_music_lists(tmp_path):
                      freq=[300, 600, 900, 1200])
     write_test_video(str(videos / "unlisted.mp4"), seconds=1.0, fps=10)
     (tmp_path / "train.txt").write_text("vidA_000_00005,cello\nvidA_001_00032,cello\n"
-                                        "gone_000_00001,cello\n")
+                                        "gone_000_00001,cello\nvidA_004_00120,cello\n")
     (tmp_path / "test.csv").write_text("vidA_000_00015\n")
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
               str(tmp_path / "train.txt"), str(tmp_path / "test.csv")])
-    assert r["prepared"] == 1 and r["frames"] == 3 and not r["failed"]  # unlisted: not decoded
+    # unlisted video: not decoded; frame 120 (12 s) lies beyond the 4-s video: not written
+    assert r["prepared"] == 1 and r["frames"] == 3 and not r["failed"]
     assert sorted(os.listdir(out / "frames")) == ["vidA_000_00005.jpg", "vidA_000_00015.jpg",
                                                   "vidA_001_00032.jpg"]
     assert os.listdir(out / "audio") == ["vidA.wav"]
@@ -91,3 +92,8 @@ def test_prepare_videos_music_lists(tmp_path):
     assert rec.audio.endswith("vidA.wav") and rec.audio_offset == 3.2
     w = load_window(rec.audio, 8000, 0.5, rec.audio_offset)  # 2.95-3.45 s: the 4th second's tone
     assert abs(np.argmax(np.abs(np.fft.rfft(w))) * 8000 / len(w) - 1200) < 10
+    # a list naming one more frame of a finished video: the video is processed again
+    (tmp_path / "more.csv").write_text("vidA_000_00025\n")
+    r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
+              str(tmp_path / "more.csv")])
+    assert r["prepared"] == 1 and os.path.isfile(out / "frames" / "vidA_000_00025.jpg")

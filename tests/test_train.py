@@ -97,6 +97,29 @@ def test_resume_applies_new_lr_and_weight_decay(tmp_path, synth_root):
                   "train.optimizer=sgd", "--resume", "auto")
 
 
+def test_restore_hyperparameters_sets_the_next_steps_lr_at_once():
+    from utils.config import load_config
+    cfg = load_config(None, ["train.lr=1e-3", "train.warmup_steps=8"])
+
+    def fresh():
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=cfg.train.lr)
+        return opt, train.build_scheduler(opt, cfg, total_steps=20)
+    opt, sched = fresh()
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    state = (opt.state_dict(), sched.state_dict())
+    lr_before = opt.param_groups[0]["lr"]
+    opt, sched = fresh()
+    opt.load_state_dict(state[0])
+    sched.load_state_dict(state[1])
+    train.restore_hyperparameters(opt, sched, cfg)  # same config: bit-identical
+    assert opt.param_groups[0]["lr"] == lr_before == 1e-3 * 4 / 8
+    cfg.train.lr, cfg.train.weight_decay = 5e-4, 0.01
+    train.restore_hyperparameters(opt, sched, cfg)  # the step about to run uses the new lr
+    assert opt.param_groups[0]["lr"] == 5e-4 * 4 / 8 and opt.param_groups[0]["weight_decay"] == 0.01
+
+
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, synth_root):
     path = run_train(tmp_path / "run", synth_root, "train.max_steps=1", "train.eval_every=0",
                      "eval.test_at_end=false")

@@ -88,26 +88,40 @@ def music_frames(list_paths: List[str]) -> Dict[str, Dict[str, int]]:
 
 def decode_frames(path: str, times: List[float]):
     """The decoded video frames (PIL RGB) nearest to each time (seconds from the video stream's
-    start; ascending), one sequential decode; also returns that start in container time (seconds)."""
+    start; ascending), one sequential decode that converts each chosen frame once. Returns
+    (images, start of the video stream in container time, |frame time - time| per time)."""
     import av
-    best = [None] * len(times)
-    best_d = [float("inf")] * len(times)
+    images, gaps, chosen = [], [], {}
+
+    def take(frame, t, target):  # one PIL image per decoded frame, however many times use it
+        if id(frame) not in chosen:
+            chosen.clear()
+            chosen[id(frame)] = frame.to_image()
+        images.append(chosen[id(frame)])
+        gaps.append(abs(t - target))
+
     with av.open(path) as c:
         if not c.streams.video:
             raise ValueError("no video stream")
         stream = c.streams.video[0]
         start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        prev = None  # (frame, t) of the previous decoded frame
         for frame in c.decode(stream):
             t = (frame.time or 0.0) - start
-            for i, target in enumerate(times):
-                d = abs(t - target)
-                if d < best_d[i]:
-                    best[i], best_d[i] = frame, d
-            if t > times[-1] + 1.0:
+            while len(images) < len(times) and t >= times[len(images)]:
+                target = times[len(images)]  # between the previous frame and this one
+                if prev is not None and target - prev[1] < t - target:
+                    take(*prev, target)
+                else:
+                    take(frame, t, target)
+            if len(images) == len(times):
                 break
-    if any(f is None for f in best):
-        raise ValueError("no video frame decoded")
-    return [f.to_image() for f in best], start
+            prev = (frame, t)
+        if prev is None and not images:
+            raise ValueError("no video frame decoded")
+        while len(images) < len(times):  # times after the last frame: the last frame
+            take(*prev, times[len(images)])
+    return images, start, gaps
 
 
 def video_duration(path: str) -> float:
@@ -144,7 +158,13 @@ def process_music(path: str, frames: Dict[str, int], args) -> List[str]:
     """The listed frames of one MUSIC video and its whole sound track; return the ids written."""
     stem = os.path.splitext(os.path.basename(path))[0]
     ids = sorted(frames, key=frames.get)
-    images, video_start = decode_frames(path, [frames[i] / args.frame_rate for i in ids])
+    images, video_start, gaps = decode_frames(path, [frames[i] / args.frame_rate for i in ids])
+    beyond = [i for i, g in zip(ids, gaps) if g > 1.0 / args.frame_rate]
+    if beyond:  # the video is shorter than the list says (trimmed or another upload): not written
+        logger.warning("%s: %d listed frames lie beyond the video's end and are not written "
+                       "(first: %s)", path, len(beyond), beyond[0])
+        keep = [k for k, g in enumerate(gaps) if g <= 1.0 / args.frame_rate]
+        ids, images = [ids[k] for k in keep], [images[k] for k in keep]
     audio, audio_start = decode_av(path, args.rate, with_start=True)
     shift = int(round((audio_start - video_start) * args.rate))  # sample 0 = the video's start
     audio = np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
@@ -160,7 +180,7 @@ def process(path: str, cls: Optional[str], args) -> List[str]:
     audio, audio_start = decode_av(path, args.rate, with_start=True)
     duration = video_duration(path) or len(audio) / args.rate
     times = frame_times(duration, args.every)
-    images, video_start = decode_frames(path, times)
+    images, video_start, _ = decode_frames(path, times)
     lines = []
     for k, (t, img) in enumerate(zip(times, images)):
         id_ = stem if args.every <= 0 else f"{stem}_{k:04d}"
@@ -198,10 +218,12 @@ def main(argv=None):
         stem = os.path.splitext(os.path.basename(path))[0]
         marker = os.path.join(args.out, ".done", stem + ".txt")
         if os.path.isfile(marker):
-            skipped += 1
             with open(marker) as f:
-                done_lines.extend(f.read().split())
-            continue
+                lines = f.read().split()
+            if wanted is None or set(wanted[stem]) <= set(lines):  # else: lists name new frames
+                skipped += 1
+                done_lines.extend(lines)
+                continue
         try:
             lines = (process(path, cls, args) if wanted is None else
                      process_music(path, wanted[stem], args))
