@@ -82,9 +82,9 @@ def restore_hyperparameters(optimizer, scheduler, cfg):
 
 
 def resolve_config(args):
-    """-> (config, checkpoint to resume or ''). The config is --config (default
-    configs/synthetic.yaml) with the overrides; resuming without --config, it is the checkpoint's
-    own config with the overrides."""
+    """-> (config, path of the checkpoint to resume or '', that checkpoint loaded or None). The
+    config is --config (default configs/synthetic.yaml) with the overrides; resuming without
+    --config, it is the checkpoint's own config with the overrides."""
     cfg = load_config(args.config or "configs/synthetic.yaml", args.overrides)
     resume = args.resume
     if resume == "auto":
@@ -92,14 +92,15 @@ def resolve_config(args):
         resume = resume if os.path.isfile(resume) else ""
     elif resume and not os.path.isfile(resume):
         raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
-    if resume and not args.config:
-        cfg = apply_overrides(from_dict(load_checkpoint(resume)["config"], stored=True), args.overrides)
-    return cfg, resume
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt is not None and not args.config:
+        cfg = apply_overrides(from_dict(ckpt["config"], stored=True), args.overrides)
+    return cfg, resume, ckpt
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, resume = resolve_config(args)
+    cfg, resume, ckpt = resolve_config(args)
     device = init_distributed(args.device)
     out_dir = cfg.train.output_dir
     setup_logging(out_dir)
@@ -158,7 +159,6 @@ def main(argv=None):
 
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
     if resume:
-        ckpt = load_checkpoint(resume)
         layout = (world, cfg.train.batch_size_per_gpu)
         if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
             raise ValueError(f"{resume} stopped mid-epoch with (processes, batch_size_per_gpu) = "
@@ -174,6 +174,7 @@ def main(argv=None):
         scaler.load_state_dict(ckpt["scaler"])
         state.update({k: ckpt[k] for k in state})
         set_rng_state(ckpt["rng"])
+        del ckpt  # its tensors are copied into the model and optimiser
         logger.info("resumed from %s at epoch %d, step %d", resume, state["epoch"], state["step"])
 
     if cfg.train.compile:
@@ -237,9 +238,9 @@ def main(argv=None):
 
     if cfg.eval.test_at_end and not stop.flag:
         barrier()  # rank 0 has written the checkpoints
-        ckpt = best_path if os.path.isfile(best_path) else last_path
-        logger.info("testing %s", ckpt)
-        run_tests(load_checkpoint(ckpt), out_dir, device, save_vis=cfg.eval.save_vis)
+        tested = best_path if os.path.isfile(best_path) else last_path
+        logger.info("testing %s", tested)
+        run_tests(load_checkpoint(tested), out_dir, device, save_vis=cfg.eval.save_vis)
     cleanup()
 
 

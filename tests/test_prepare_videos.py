@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 from PIL import Image
 
@@ -57,7 +58,6 @@ def test_prepare_videos_centre(tmp_path):
 
 
 def test_prepare_videos_refuses_two_videos_with_one_id(tmp_path):
-    import pytest
     videos = tmp_path / "videos"
     for cls in ("cello", "guitar"):
         os.makedirs(videos / cls)
@@ -97,3 +97,8 @@ def test_prepare_videos_music_lists(tmp_path):
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
               str(tmp_path / "more.csv")])
     assert r["prepared"] == 1 and os.path.isfile(out / "frames" / "vidA_000_00025.jpg")
+    with pytest.raises(SystemExit, match=r"--music-lists: .*nope\.txt"):
+        main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "nope.txt")])
+    (tmp_path / "bad.txt").write_text("not_a_music_id,cello\n")
+    with pytest.raises(SystemExit, match=r"bad\.txt:1: 'not_a_music_id' is not a MUSIC id"):
+        main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "bad.txt")])

@@ -112,6 +112,14 @@ def _silhouette(emb, cls):
     return float(silhouette_score(emb, cls, metric="cosine"))
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (a tools-only dependency, imported late)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def tsne_figure(ckpt_path, out_png, split="test", max_items=500, overrides=(), device="cpu",
                 title=None, seed=0):
     """t-SNE of the audio and visual embeddings of `split` (coloured by class) -> `out_png`.
@@ -125,10 +133,8 @@ def tsne_figure(ckpt_path, out_png, split="test", max_items=500, overrides=(), d
         dict silhouette_audio, silhouette_visual (cosine, in the embedding space), audio_embedding,
         visual_embedding (which embedding was shown), num_items.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
+    plt = pyplot()
 
     ckpt, cfg, model = load_for_analysis(ckpt_path, overrides, device)
     dataset = build_dataset(cfg, split, class_names=ckpt["class_names"])

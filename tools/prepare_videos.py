@@ -29,7 +29,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets import MUSIC_ID, read_list  # noqa: E402
+from datasets import MUSIC_ID, DataError, read_list  # noqa: E402
 from datasets.audio import cut_window, decode_av  # noqa: E402
 from datasets.records import canonical_class  # noqa: E402
 
@@ -78,7 +78,11 @@ def music_frames(list_paths: List[str]) -> Dict[str, Dict[str, int]]:
     """{video: {id: frame number}} of the MUSIC ids (``<video>_<segment>_<frame>``) in the lists."""
     out = {}
     for path in list_paths:
-        for e in read_list(path, 1, 3):
+        try:
+            entries = read_list(path, 1, 3)
+        except DataError as e:  # missing or malformed list: one line, no traceback
+            raise SystemExit(f"--music-lists: {e}") from None
+        for e in entries:
             m = MUSIC_ID.match(e.id)
             if m is None:
                 raise SystemExit(f"{e.where}: '{e.id}' is not a MUSIC id <video>_<segment>_<frame>")

@@ -448,15 +448,9 @@ def audio_blind_baselines(cfg):
 
 # ----------------------------------------------------------------------------- figures
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def curve_figure(curve, out_png):
-    plt = _plt()
+    from figures import pyplot
+    plt = pyplot()
     steps = list(curve)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for key, style in (("precision", "o-"), ("recall", "s-"), ("f1", "^-"), ("top1", "x--")):
@@ -475,7 +469,8 @@ def curve_figure(curve, out_png):
 
 def negatives_figure(neg, out_png):
     """neg: {variant label: {mode: mean_std of peak}} -> grouped bars."""
-    plt = _plt()
+    from figures import pyplot
+    plt = pyplot()
     labels, modes = list(neg), ("true", "silence", "noise")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     width = 0.8 / len(modes)
