@@ -137,15 +137,18 @@ def predicted_classes(scores, classes):
 
 @torch.no_grad()
 def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
-    """Run the model over `loader` and return `evaluator.compute()` (gathered over processes)."""
+    """Run the model over `loader` and return `evaluator.compute()` (gathered over processes),
+    without recall@N for a class-agnostic model (its presence scores are uniform)."""
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
+    class_aware = True
     for batch in tqdm(loader, desc=desc, disable=not is_main_process(), dynamic_ncols=True,
                       leave=False):
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch["image"], batch["spec"])
+        class_aware = out["class_aware"]
         classes = batch["classes"]
         maps = upsample_maps(localization_maps(out, classes), gt.shape[-2:]).cpu()  # [B, N, H, W]
         scores = presence(out).float()
@@ -157,7 +160,10 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
         pred_maps = upsample_maps(localization_maps(out, pred), gt.shape[-2:]).cpu()
         evaluator.update(maps, pred_maps, gt, classes.cpu(), scores.cpu(),
                          batch["frame_slot"].cpu(), batch["index"].cpu(), ids=batch["id"])
-    return evaluator.compute()
+    metrics = evaluator.compute()
+    if not class_aware:  # uniform presence scores: the top-N "prediction" is a tie-break
+        metrics.pop("recall@N", None)
+    return metrics
 
 
 def selection_metric(metrics):

@@ -71,27 +71,32 @@ def test_prepare_videos_music_lists(tmp_path):
     from datasets.audio import load_window
     videos, out = tmp_path / "videos", tmp_path / "root"
     os.makedirs(videos)
-    write_test_video(str(videos / "vidA.mp4"), seconds=4.0, fps=10, sample_rate=16000,
+    # 25 fps video; MUSIC frame numbers count at 10 fps: frame f is video frame 2.5 f
+    write_test_video(str(videos / "vidA.mp4"), seconds=4.0, fps=25, sample_rate=16000,
                      freq=[300, 600, 900, 1200])
     write_test_video(str(videos / "unlisted.mp4"), seconds=1.0, fps=10)
-    (tmp_path / "train.txt").write_text("vidA_000_00005,cello\nvidA_001_00032,cello\n"
+    (tmp_path / "train.txt").write_text("vidA_000_00004,cello\nvidA_001_00031,cello\n"
                                         "gone_000_00001,cello\nvidA_004_00120,cello\n")
-    (tmp_path / "test.csv").write_text("vidA_000_00015\n")
+    (tmp_path / "test.csv").write_text("vidA_000_00014\n")
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
               str(tmp_path / "train.txt"), str(tmp_path / "test.csv")])
     # unlisted video: not decoded; frame 120 (12 s) lies beyond the 4-s video: not written
     assert r["prepared"] == 1 and r["frames"] == 3 and not r["failed"]
-    assert sorted(os.listdir(out / "frames")) == ["vidA_000_00005.jpg", "vidA_000_00015.jpg",
-                                                  "vidA_001_00032.jpg"]
+    assert sorted(os.listdir(out / "frames")) == ["vidA_000_00004.jpg", "vidA_000_00014.jpg",
+                                                  "vidA_001_00031.jpg"]
     assert os.listdir(out / "audio") == ["vidA.wav"]
-    widths = [(np.asarray(Image.open(out / "frames" / f"vidA_{k}.jpg").convert("L"))[32] > 100).sum()
-              for k in ("000_00005", "000_00015", "001_00032")]
-    assert widths[0] < widths[1] < widths[2]  # frames 0.5 s, 1.5 s, 3.2 s: the bar grows
-    # the loader's MUSIC fallback cuts the window centred on frame 32 (3.2 s) from vidA.wav
-    rec = media_record(str(out), "vidA_001_00032", ["cello"], music_ids=True, frame_rate=10.0)
-    assert rec.audio.endswith("vidA.wav") and rec.audio_offset == 3.2
-    w = load_window(rec.audio, 8000, 0.5, rec.audio_offset)  # 2.95-3.45 s: the 4th second's tone
+    for f in (4, 14, 31):  # video frame i = 2.5 f shows a bar of int(96 (i + 1) / 100) pixels
+        name = f"vidA_{f // 30:03d}_{f:05d}.jpg"
+        width = (np.asarray(Image.open(out / "frames" / name).convert("L"))[32] > 100).sum()
+        assert abs(width - int(96 * (round(2.5 * f) + 1) / 100)) <= 2, (f, width)
+    # the loader's MUSIC fallback cuts the window centred on frame 31 (3.1 s) from vidA.wav
+    rec = media_record(str(out), "vidA_001_00031", ["cello"], music_ids=True, frame_rate=10.0)
+    assert rec.audio.endswith("vidA.wav") and rec.audio_offset == 3.1
+    w = load_window(rec.audio, 8000, 0.2, rec.audio_offset)  # 3.0-3.2 s: the 4th second's tone
     assert abs(np.argmax(np.abs(np.fft.rfft(w))) * 8000 / len(w) - 1200) < 10
+    r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
+              str(tmp_path / "test.csv")])
+    assert r["skipped"] == 1 and r["prepared"] == 0  # every listed frame is done
     # a list naming one more frame of a finished video: the video is processed again
     (tmp_path / "more.csv").write_text("vidA_000_00025\n")
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",

@@ -91,9 +91,10 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
         assert out["visual_is_group"].all() == group and out["audio_is_group"].all() == group
         assert out["visual_emb"].shape == (6, 32) and np.allclose(
             np.linalg.norm(out["visual_emb"], axis=1), 1.0, atol=1e-5)
-        if group:  # g^v of the labelled class
+        if group:  # g^v and g^a of the labelled class
             with torch.no_grad():
-                gv = model(torch.stack([Items()[i]["image"] for i in range(6)]),
-                           torch.stack([Items()[i]["spec"] for i in range(6)]))["gv"]
-            ref = torch.nn.functional.normalize(gv[torch.arange(6), torch.arange(6) % 5], dim=-1)
-            assert np.allclose(out["visual_emb"], ref.numpy(), atol=1e-5)
+                out_all = model(torch.stack([Items()[i]["image"] for i in range(6)]),
+                                torch.stack([Items()[i]["spec"] for i in range(6)]))
+            for key, groups in (("visual_emb", out_all["gv"]), ("audio_emb", out_all["audio_groups"])):
+                ref = torch.nn.functional.normalize(groups[torch.arange(6), torch.arange(6) % 5], dim=-1)
+                assert np.allclose(out[key], ref.numpy(), atol=1e-5), key

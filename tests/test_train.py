@@ -50,7 +50,7 @@ def test_train_then_test(tmp_path, synth_root):
                            str(tmp_path / "eval"), "--save-vis", "2", "eval.protocol=source",
                            "eval.threshold=fixed:0.5"])
     single, pairs = results["synthetic:test"], results["synthetic:test_pairs"]
-    assert {"AP", "IoU@0.3", "IoU@0.5", "AUC"} <= set(single) and single["num_samples"] == 24
+    assert {"AP", "IoU@0.3", "IoU@0.5", "AUC", "recall@N"} <= set(single) and single["num_samples"] == 24
     assert {"CAP", "PIAP", "CIoU@0.3", "AUC"} <= set(pairs)
     assert pairs["protocol"] == "source" and pairs["threshold"] == "fixed:0.5"
     assert 0 <= single["AP"] <= 1 and 0 <= pairs["CAP"] <= 1

@@ -202,7 +202,8 @@ def variant_overrides(name, extra):
 def schedule_overrides(base_overrides, steps):
     """train.max_steps = steps and enough epochs for them, so every variant runs `steps` steps."""
     cfg = load_config(os.path.join(ROOT, CONFIG), base_overrides)
-    per_epoch = (cfg.data.synthetic_train or 8000) // cfg.train.batch_size_per_gpu
+    from datasets.synthetic import DEFAULT_STREAM_LENGTH
+    per_epoch = (cfg.data.synthetic_train or DEFAULT_STREAM_LENGTH) // cfg.train.batch_size_per_gpu
     if per_epoch < 1:
         raise ValueError(f"data.synthetic_train {cfg.data.synthetic_train} gives no full batch of "
                          f"{cfg.train.batch_size_per_gpu}")
@@ -498,7 +499,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None,
                    help=f"train.max_steps of every run (default {FULL_STEPS}, --quick {QUICK_STEPS})")
     p.add_argument("--only", default=None, help=f"comma-separated variants, from {','.join(VARIANTS)}")
-    p.add_argument("--out", default="results", help="output folder (runs in <out>/runs)")
+    p.add_argument("--out", default=None,
+                   help="output folder, runs in <out>/runs (default: results, --quick: results/quick)")
     p.add_argument("--data-root", default="data/synthetic", help="synthetic data root (data.root)")
     p.add_argument("--extra", nargs="*", default=[], help="config overrides for every run (after "
                    "the recipe, before the variant's own), e.g. for a smoke test")
@@ -546,7 +548,8 @@ def main(argv=None):
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    out, data_root = _short(args.out), _short(args.data_root)
+    out = args.out or os.path.join("results", "quick" if args.quick else "")
+    out, data_root = _short(out.rstrip(os.sep) or "results"), _short(args.data_root)
     os.chdir(ROOT)  # commands and paths are relative to the repository
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
