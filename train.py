@@ -100,11 +100,17 @@ def resolve_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg, resume, ckpt = resolve_config(args)
     device = init_distributed(args.device)
+    fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
+    cleanup()  # fit() has returned: nothing it built (the DDP model) still uses the process group
+
+
+def fit(args, device, command):
+    """Train, then test when eval.test_at_end; everything it builds is freed when it returns."""
+    cfg, resume, ckpt = resolve_config(args)
     out_dir = cfg.train.output_dir
     setup_logging(out_dir)
-    logger.info("git %s | %s", git_sha(), " ".join(sys.argv if argv is None else ["train.py"] + argv))
+    logger.info("git %s | %s", git_sha(), " ".join(command))
     torch.manual_seed(cfg.train.seed)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -241,7 +247,6 @@ def main(argv=None):
         tested = best_path if os.path.isfile(best_path) else last_path
         logger.info("testing %s", tested)
         run_tests(load_checkpoint(tested), out_dir, device, save_vis=cfg.eval.save_vis)
-    cleanup()
 
 
 if __name__ == "__main__":

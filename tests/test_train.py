@@ -142,10 +142,27 @@ DDP_COMMON = ["train.eval_every=0", "eval.test_at_end=false", "train.max_steps=3
               "loss.gather_negatives=true"]
 
 
+# train.main() with the garbage collector off, then: is a DDP module still alive? One that
+# outlives the process group is torn down during interpreter shutdown, where gloo can abort a
+# finished run (SIGABRT); cleanup() must have collected it.
+TRAIN_THEN_CHECK = """import gc, sys
+gc.disable()
+sys.path.insert(0, {repo!r})
+import train
+from torch.nn.parallel import DistributedDataParallel
+train.main(sys.argv[1:])
+alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+assert not alive, "a DDP module outlived the process group"
+"""
+
+
 def _torchrun(nproc, out, root, *extra):
+    script = os.path.join(os.path.dirname(out), f"train_then_check_{os.path.basename(out)}.py")
+    with open(script, "w") as f:
+        f.write(TRAIN_THEN_CHECK.format(repo=os.path.dirname(os.path.abspath(train.__file__))))
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
            "--rdzv-endpoint=localhost:0", "--rdzv-backend=c10d",
-           "train.py", "--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
+           script, "--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
            f"train.output_dir={out}", *DDP_COMMON, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

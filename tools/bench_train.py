@@ -519,6 +519,8 @@ def main(argv=None):
             print(f"| end to end (loader + step) | {both:.1f} | |")
             verdict = "keeps up" if alone >= 1.1 * r["rate"] else "is the bottleneck"
             print(f"the loader {verdict} (loader alone {alone / r['rate']:.2f}x the step rate)")
+    for r in rows:
+        del r["trainer"]  # its DDP module must be gone before the process group ends
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         from utils.dist import cleanup
         cleanup()

@@ -4,6 +4,7 @@
 (nccl on CUDA, gloo on CPU). Without those variables the same code runs as a single process.
 """
 import datetime
+import gc
 import os
 
 import torch
@@ -46,7 +47,12 @@ def init_distributed(device=None):
 
 
 def cleanup():
+    """End the process group. Call it once the objects that use the group are out of scope: a
+    DistributedDataParallel module sits in reference cycles, so only the garbage collector frees
+    it. Left alive, the group is torn down during interpreter shutdown, where gloo can abort the
+    process ("terminate called without an active exception", SIGABRT) after a finished run."""
     if is_dist():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
