@@ -102,6 +102,14 @@ def test_prepare_videos_music_lists(tmp_path):
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
               str(tmp_path / "more.csv")])
     assert r["prepared"] == 1 and os.path.isfile(out / "frames" / "vidA_000_00025.jpg")
+    # the marker keeps what earlier runs wrote, and the frame beyond the end as known: nothing to do
+    assert (out / ".done" / "vidA.txt").read_text().split() == [
+        "vidA_000_00004", "vidA_000_00014", "vidA_000_00025", "vidA_001_00031", "-vidA_004_00120"]
+    r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
+              str(tmp_path / "train.txt"), str(tmp_path / "test.csv")])
+    assert r["skipped"] == 1 and r["prepared"] == 0 and r["frames"] == 3
+    assert (out / "videos.txt").read_text().split() == ["vidA_000_00004", "vidA_000_00014",
+                                                        "vidA_001_00031"]
     with pytest.raises(SystemExit, match=r"--music-lists: .*nope\.txt"):
         main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "nope.txt")])
     (tmp_path / "bad.txt").write_text("not_a_music_id,cello\n")

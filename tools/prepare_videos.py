@@ -158,8 +158,9 @@ def _save_wav(wave, path, rate):
     _atomic(path, lambda p: sf.write(p, wave, rate, subtype="PCM_16", format="WAV"))
 
 
-def process_music(path: str, frames: Dict[str, int], args) -> List[str]:
-    """The listed frames of one MUSIC video and its whole sound track; return the ids written."""
+def process_music(path: str, frames: Dict[str, int], args):
+    """The listed frames of one MUSIC video and its whole sound track; return (the ids written,
+    the ids beyond the video's end)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     ids = sorted(frames, key=frames.get)
     images, video_start, gaps = decode_frames(path, [frames[i] / args.frame_rate for i in ids])
@@ -175,7 +176,17 @@ def process_music(path: str, frames: Dict[str, int], args) -> List[str]:
     for id_, img in zip(ids, images):
         _save_jpg(img, os.path.join(args.out, "frames", id_ + ".jpg"), args.quality)
     _save_wav(audio, os.path.join(args.out, "audio", stem + ".wav"), args.rate)
-    return ids
+    return ids, beyond
+
+
+def merge_marker(known: List[str], written: List[str], beyond: List[str]) -> List[str]:
+    """A MUSIC video's marker lines after processing some of its frames: every id written, now or
+    before, then "-<id>" for each listed frame found beyond the video's end (not written)."""
+    now = set(written) | set(beyond)
+    written_before = {k for k in known if not k.startswith("-") and k not in now}
+    beyond_before = {k[1:] for k in known if k.startswith("-") and k[1:] not in now}
+    return (sorted(set(written) | written_before)
+            + ["-" + b for b in sorted(set(beyond) | beyond_before)])
 
 
 def process(path: str, cls: Optional[str], args) -> List[str]:
@@ -220,22 +231,34 @@ def main(argv=None):
     failed, skipped, done_lines = [], 0, []
     for path, cls in tqdm(videos, desc="videos", unit="video"):
         stem = os.path.splitext(os.path.basename(path))[0]
+        # marker: the ids written, one per line; MUSIC: also "-<id>" for listed frames that lie
+        # beyond the video's end (known, not written)
         marker = os.path.join(args.out, ".done", stem + ".txt")
+        known = []
         if os.path.isfile(marker):
             with open(marker) as f:
-                lines = f.read().split()
-            if wanted is None or set(wanted[stem]) <= set(lines):  # else: lists name new frames
+                known = f.read().split()
+            if wanted is None:
                 skipped += 1
-                done_lines.extend(lines)
+                done_lines.extend(known)
+                continue
+            if set(wanted[stem]) <= {k.lstrip("-") for k in known}:  # else: lists name new frames
+                skipped += 1
+                done_lines.extend(sorted(set(wanted[stem]) & set(known)))
                 continue
         try:
-            lines = (process(path, cls, args) if wanted is None else
-                     process_music(path, wanted[stem], args))
+            if wanted is None:
+                lines = process(path, cls, args)
+            else:
+                written, beyond = process_music(path, wanted[stem], args)
+                done_lines.extend(written)
+                lines = merge_marker(known, written, beyond)
         except Exception as e:  # undecodable: reported at the end, never replaced
             failed.append(f"{path}: {type(e).__name__}: {e}")
             continue
         _atomic(marker, lambda p: _write_text(p, "\n".join(lines) + "\n"))
-        done_lines.extend(lines)
+        if wanted is None:
+            done_lines.extend(lines)
     _atomic(os.path.join(args.out, args.list),
             lambda p: _write_text(p, "".join(x + "\n" for x in done_lines)))
     report = os.path.join(args.out, "undecodable.txt")
