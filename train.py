@@ -102,11 +102,11 @@ def main(argv=None):
     args = parse_args(argv)
     device = init_distributed(args.device)
     fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
-    cleanup()  # fit() has returned: nothing it built (the DDP model) still uses the process group
+    cleanup()  # after fit(): its DDP model, out of scope, is collected before the group ends
 
 
 def fit(args, device, command):
-    """Train, then test when eval.test_at_end; everything it builds is freed when it returns."""
+    """Train, then test when eval.test_at_end. What it builds goes out of scope when it returns."""
     cfg, resume, ckpt = resolve_config(args)
     out_dir = cfg.train.output_dir
     setup_logging(out_dir)

@@ -98,3 +98,34 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
             for key, groups in (("visual_emb", out_all["gv"]), ("audio_emb", out_all["audio_groups"])):
                 ref = torch.nn.functional.normalize(groups[torch.arange(6), torch.arange(6) % 5], dim=-1)
                 assert np.allclose(out[key], ref.numpy(), atol=1e-5), key
+
+
+def test_recipe_rows_start_from_the_paper_objective_and_row_8_is_the_quick_start(tmp_path):
+    import json
+    from tools.recipes import ROWS, command, val_ap
+    from utils.config import load_config, to_dict
+
+    def resolved(i):
+        argv = command(i, str(tmp_path), [])
+        assert argv[:5] == ["train.py", "--config", "configs/synthetic.yaml", "--resume", "auto"]
+        cfg = to_dict(load_config(argv[2], argv[5:]))
+        assert cfg["train"]["epochs"] == ROWS[i][2] and not cfg["eval"]["test_at_end"]
+        for section, key in [("train", "epochs"), ("train", "output_dir"), ("eval", "test_at_end")]:
+            del cfg[section][key]
+        return cfg
+
+    quick_start = to_dict(load_config("configs/synthetic.yaml"))
+    for section, key in [("train", "epochs"), ("train", "output_dir"), ("eval", "test_at_end")]:
+        del quick_start[section][key]
+    assert resolved(8) == quick_start
+    paper = resolved(1)
+    assert (paper["model"]["loc_features"], paper["loss"]["w_loc_agnostic"],
+            paper["loss"]["patch_grad"]) == ("modulated", 0.0, True)
+    assert [i for i in range(len(ROWS)) if resolved(i) == paper] == [1]  # every other row differs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 0, "step": 128, "val_AP": 0.2}, {"epoch": 1, "step": 200},
+        {"epoch": 1, "step": 256, "val_AP": 0.4}]) + "\n")
+    assert val_ap(str(run)) == {1: 0.2, 2: 0.4} and val_ap(str(tmp_path / "none")) == {}
