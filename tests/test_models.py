@@ -142,6 +142,33 @@ def test_localization_loss_prefers_true_pairs():
     assert matched < 0.1
 
 
+@pytest.mark.parametrize("K,sources", [(1, 1), (10, 2)])  # EZ-VSL; AVGN, two sources a sample
+def test_localization_loss_gradients_repeat_exactly_with_threads(K, sources):
+    """Runs with one seed must repeat: with repeated class or sample indices, the backward of
+    x[:, c] accumulates in a thread-dependent order on the CPU (seen: every repeat differed)."""
+    from losses import contrastive_localization
+    g = torch.Generator().manual_seed(0)
+    B, P, D = 64, 64, 128
+    audio = torch.randn(B, K, D, generator=g).requires_grad_()
+    fv = torch.randn(B, P, D, generator=g).requires_grad_()
+    visual = torch.randn(B, K, D, generator=g).requires_grad_() if K > 1 else None
+    b = torch.arange(B).repeat_interleave(sources)
+    c = torch.randint(0, K, (B * sources,), generator=g)
+    leaves = [t for t in (audio, fv, visual) if t is not None]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(5):
+            contrastive_localization(audio, fv, visual, (b, c), 0.03, True).backward()
+            grads.append([t.grad.clone() for t in leaves])
+            for t in leaves:
+                t.grad = None
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(x, y) for other in grads[1:] for x, y in zip(grads[0], other))
+
+
 def test_map_for_class_i_follows_token_i():
     torch.manual_seed(0)
     model = build_model(tiny("model.depth=2")).eval()
