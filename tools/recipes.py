@@ -98,7 +98,10 @@ def main(argv=None):
     if args.dry_run:
         return None
     wall_path = os.path.join(out, "wall_s.json")  # training seconds per row, over invocations
-    wall = json.load(open(wall_path)) if os.path.isfile(wall_path) else {}
+    wall = {}
+    if os.path.isfile(wall_path):
+        with open(wall_path) as f:
+            wall = json.load(f)
     for tag, seconds in runner.times.items():
         wall[tag] = round(wall.get(tag, 0.0) + seconds, 1)
     with open(wall_path, "w") as f:
@@ -116,8 +119,8 @@ def main(argv=None):
           f"`python tools/recipes.py` at {git_sha()}; training took {sum(wall.values()) / 60:.1f}"
           f" min on this machine ({'; '.join(f'{k} {v / 60:.1f}' for k, v in wall.items())}; "
           f"per row, summed over the invocations that trained it).",
-          "", "Each run: `python " + " ".join(command(0, out, args.extra)[:5])
-          + " <PAPER> <row overrides> train.epochs=<E> eval.test_at_end=false`", "",
+          "", "Each run: `python " + " ".join(command(0, out, [])[:5]) + " <PAPER> <row overrides> "
+          + "".join(f"{e} " for e in args.extra) + "train.epochs=<E> eval.test_at_end=false`", "",
           markdown_table(headers, table), ""]
     with open(os.path.join(out, "recipes.md"), "w") as f:
         f.write("\n".join(md))
