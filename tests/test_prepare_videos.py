@@ -7,7 +7,7 @@ from PIL import Image
 
 from datasets import build_dataset, read_list
 from tools.bench_data import write_test_video
-from tools.prepare_videos import main
+from tools.prepare_videos import main, merge_marker
 from utils.config import Config
 
 
@@ -104,7 +104,8 @@ def test_prepare_videos_music_lists(tmp_path):
     assert r["prepared"] == 1 and os.path.isfile(out / "frames" / "vidA_000_00025.jpg")
     # the marker keeps what earlier runs wrote, and the frame beyond the end as known: nothing to do
     assert (out / ".done" / "vidA.txt").read_text().split() == [
-        "vidA_000_00004", "vidA_000_00014", "vidA_000_00025", "vidA_001_00031", "-vidA_004_00120"]
+        "vidA_000_00004", "vidA_000_00014", "vidA_000_00025", "vidA_001_00031",
+        "beyond:vidA_004_00120"]
     r = main(["--videos", str(videos), "--out", str(out), "--rate", "8000", "--music-lists",
               str(tmp_path / "train.txt"), str(tmp_path / "test.csv")])
     assert r["skipped"] == 1 and r["prepared"] == 0 and r["frames"] == 3
@@ -115,3 +116,13 @@ def test_prepare_videos_music_lists(tmp_path):
     (tmp_path / "bad.txt").write_text("not_a_music_id,cello\n")
     with pytest.raises(SystemExit, match=r"bad\.txt:1: 'not_a_music_id' is not a MUSIC id"):
         main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "bad.txt")])
+
+
+def test_music_marker_keeps_ids_that_start_with_a_dash():
+    # YouTube ids may start with "-" (1888 lines of music_solo_train.txt, 2372 of music_duet_train.txt)
+    first = merge_marker([], ["-0gY_000_00001"], ["-0gY_000_09999"])
+    assert first == ["-0gY_000_00001", "beyond:-0gY_000_09999"]
+    again = merge_marker(first, ["-0gY_000_00002"], [])
+    assert again == ["-0gY_000_00001", "-0gY_000_00002", "beyond:-0gY_000_09999"]
+    assert merge_marker(again, ["-0gY_000_09999"], []) == [  # now written: no longer beyond
+        "-0gY_000_00001", "-0gY_000_00002", "-0gY_000_09999"]

@@ -179,14 +179,17 @@ def process_music(path: str, frames: Dict[str, int], args):
     return ids, beyond
 
 
+BEYOND = "beyond:"  # marker prefix of a listed frame beyond the video's end (ids have no ':')
+
+
 def merge_marker(known: List[str], written: List[str], beyond: List[str]) -> List[str]:
     """A MUSIC video's marker lines after processing some of its frames: every id written, now or
-    before, then "-<id>" for each listed frame found beyond the video's end (not written)."""
+    before, then BEYOND + id for each listed frame found beyond the video's end (not written)."""
     now = set(written) | set(beyond)
-    written_before = {k for k in known if not k.startswith("-") and k not in now}
-    beyond_before = {k[1:] for k in known if k.startswith("-") and k[1:] not in now}
+    written_before = {k for k in known if not k.startswith(BEYOND) and k not in now}
+    beyond_before = {k[len(BEYOND):] for k in known if k.startswith(BEYOND)} - now
     return (sorted(set(written) | written_before)
-            + ["-" + b for b in sorted(set(beyond) | beyond_before)])
+            + [BEYOND + b for b in sorted(set(beyond) | beyond_before)])
 
 
 def process(path: str, cls: Optional[str], args) -> List[str]:
@@ -231,8 +234,8 @@ def main(argv=None):
     failed, skipped, done_lines = [], 0, []
     for path, cls in tqdm(videos, desc="videos", unit="video"):
         stem = os.path.splitext(os.path.basename(path))[0]
-        # marker: the ids written, one per line; MUSIC: also "-<id>" for listed frames that lie
-        # beyond the video's end (known, not written)
+        # marker: the ids written, one per line; MUSIC: also BEYOND + id for listed frames that
+        # lie beyond the video's end (known, not written)
         marker = os.path.join(args.out, ".done", stem + ".txt")
         known = []
         if os.path.isfile(marker):
@@ -242,7 +245,8 @@ def main(argv=None):
                 skipped += 1
                 done_lines.extend(known)
                 continue
-            if set(wanted[stem]) <= {k.lstrip("-") for k in known}:  # else: lists name new frames
+            seen = {k[len(BEYOND):] if k.startswith(BEYOND) else k for k in known}
+            if set(wanted[stem]) <= seen:  # else: the lists name new frames
                 skipped += 1
                 done_lines.extend(sorted(set(wanted[stem]) & set(known)))
                 continue
