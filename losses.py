@@ -39,18 +39,21 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
         visual_all = None if visual is None else all_gather_with_grad(visual)
     target = b + (get_rank() * B if gather else 0)
 
-    # Repeated indices (every anchor of class c, every source of sample b) are taken with
+    # Indices repeat (every anchor of class c, every source of sample b), so they are taken with
     # index_select: its backward (index_add_) sums in a fixed order on the CPU, where the
     # backward of x[:, c] (index_put_ with accumulate) does not unless
     # torch.use_deterministic_algorithms is on, so runs with a seed would not repeat.
+    K = audio.shape[1]
+    bc = b * K + c  # (sample, group) -> row of x.flatten(0, 1)
     # audio b (class c) against every image m seen through class c
-    a = audio[b, c]  # [S, D] ((b, c) pairs are distinct)
+    a = audio.flatten(0, 1).index_select(0, bc)  # [S, D]
     g = None if visual_all is None else visual_all.index_select(1, c).transpose(0, 1)  # [S, M, D]
     logits = modulated_cosine(a, fv_all, g, pairwise=True).amax(dim=-1) / tau  # [S, M]
     loss = F.cross_entropy(logits, target)
     if symmetric:  # image b (class c) against every audio m of class c
         a = audio_all.index_select(1, c).transpose(0, 1)  # [S, M, D]
-        g = None if visual is None else visual[b, c].unsqueeze(1).expand_as(a)  # [S, M, D]
+        g = None if visual is None else \
+            visual.flatten(0, 1).index_select(0, bc).unsqueeze(1).expand_as(a)  # [S, M, D]
         logits = modulated_cosine(a, fv.index_select(0, b), g).amax(dim=-1) / tau  # [S, M]
         loss = loss + F.cross_entropy(logits, target)
     return loss

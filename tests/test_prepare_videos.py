@@ -119,7 +119,8 @@ def test_prepare_videos_music_lists(tmp_path):
 
 
 def test_music_marker_keeps_ids_that_start_with_a_dash():
-    # YouTube ids may start with "-" (1888 lines of music_solo_train.txt, 2372 of music_duet_train.txt)
+    # YouTube ids may start with "-": 1888 lines of music_solo_train.txt do, 2372 of
+    # music_duet_train.txt
     first = merge_marker([], ["-0gY_000_00001"], ["-0gY_000_09999"])
     assert first == ["-0gY_000_00001", "beyond:-0gY_000_09999"]
     again = merge_marker(first, ["-0gY_000_00002"], [])
