@@ -142,17 +142,24 @@ DDP_COMMON = ["train.eval_every=0", "eval.test_at_end=false", "train.max_steps=3
               "loss.gather_negatives=true"]
 
 
-# train.main() with the garbage collector off, then: is a DDP module still alive? One that
-# outlives the process group is torn down during interpreter shutdown, where gloo can abort a
-# finished run (SIGABRT); cleanup() must have collected it.
+# train.main() with the garbage collector off; when the process group ends, is a DDP module still
+# alive? One that outlives the group is torn down during interpreter shutdown, where gloo can
+# abort a finished run (SIGABRT); cleanup() must have collected it before destroying the group.
 TRAIN_THEN_CHECK = """import gc, sys
 gc.disable()
 sys.path.insert(0, {repo!r})
-import train
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+destroy, destroyed = dist.destroy_process_group, []
+def checked_destroy(*args, **kwargs):
+    alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+    assert not alive, "a DDP module outlived the process group"
+    destroyed.append(True)
+    destroy(*args, **kwargs)
+dist.destroy_process_group = checked_destroy
+import train
 train.main(sys.argv[1:])
-alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
-assert not alive, "a DDP module outlived the process group"
+assert destroyed, "the process group was not destroyed"
 """
 
 
