@@ -129,3 +129,19 @@ def test_recipe_rows_start_from_the_paper_objective_and_row_8_is_the_quick_start
         {"epoch": 0, "step": 128, "val_AP": 0.2}, {"epoch": 1, "step": 200},
         {"epoch": 1, "step": 256, "val_AP": 0.4}]) + "\n")
     assert val_ap(str(run)) == {1: 0.2, 2: 0.4} and val_ap(str(tmp_path / "none")) == {}
+
+
+def test_recipe_runs_name_their_commits_and_refuse_another_config(tmp_path):
+    from tools.recipes import check_config, command, trained_at
+    from utils.config import dump_config, load_config
+    run = tmp_path / "runs" / "row1"
+    run.mkdir(parents=True)
+    (run / "train.log").write_text("10:00:00 INFO git abc1234 | train.py ...\n10:00:01 INFO x\n"
+                                   "11:00:00 INFO git def5678-dirty | train.py --resume auto\n"
+                                   "11:00:01 INFO git abc1234 | train.py ...\n")
+    assert trained_at(str(run)) == ["abc1234", "def5678-dirty"]
+    argv = command(1, str(tmp_path), [])
+    dump_config(load_config(argv[2], argv[5:]), str(run / "config.yaml"))
+    check_config(1, str(run), str(tmp_path), [])  # the same config: fine
+    with pytest.raises(SystemExit, match=r"row1 was trained with another config \(model.depth"):
+        check_config(1, str(run), str(tmp_path), ["model.depth=3"])

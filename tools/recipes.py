@@ -1,6 +1,6 @@
 """The recipe search of README "Making class-aware maps localise" -> results/recipes/.
 
-    python tools/recipes.py              # 12 trainings (seed 0), ~30 min on 2 CPUs
+    python tools/recipes.py              # 12 trainings (seed 0), ~23 min on 2 CPUs
     python tools/recipes.py --only 1,8   # some rows
     python tools/recipes.py --dry-run    # print the commands
 
@@ -14,21 +14,28 @@ three overrides undo the quick-start recipe of configs/synthetic.yaml) plus the 
 
 The learning rate is constant, so epoch 2 of a 4-epoch run is a 2-epoch run. The number reported
 is the val AP (single source) of the maps the model is evaluated with (class-aware for AVGN),
-read from each run's log.jsonl. A run whose log holds its last epoch is not trained again.
-Writes <out>/recipes.md (the table, with the command, commit and training time) and
-<out>/recipes.json; <out>/wall_s.json keeps each row's training seconds across invocations.
+read from each run's log.jsonl. A run whose log holds its last epoch is not trained again; a run
+folder trained with another config (say, other --extra) is an error. Writes <out>/recipes.md (the
+table, with the commits the runs were trained at and their training time), <out>/recipes.json
+and a copy of each run's log.jsonl and train.log under <out>/logs/ (the run folders, with their
+checkpoints, stay out of git).
 """
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
+
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from reproduce import CONFIG, Runner, markdown_table  # noqa: E402
-from utils.logger import git_sha, logger, setup_logging  # noqa: E402
+from reproduce import CONFIG, Runner, config_differences, markdown_table  # noqa: E402
+from utils.config import load_config, to_dict  # noqa: E402
+from utils.logger import logger, setup_logging  # noqa: E402
 
 PAPER = ("model.loc_features=modulated", "loss.w_loc_agnostic=0", "loss.patch_grad=true")
 RECIPE = ("loss.w_loc_agnostic=1", "loss.patch_grad=false", "model.loc_features=raw")
@@ -72,6 +79,39 @@ def val_ap(run_dir):
     return {r["epoch"] + 1: r["val_AP"] for r in records if "val_AP" in r}
 
 
+def read_seconds(path):
+    """The number in a wall_s.txt (0 when absent)."""
+    if not os.path.isfile(path):
+        return 0.0
+    with open(path) as f:
+        return float(f.read())
+
+
+def trained_at(run_dir):
+    """The commits a run was trained at (the `git <sha>` line train.py logs at every start)."""
+    path = os.path.join(run_dir, "train.log")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        shas = re.findall(r" INFO git (\S+) \| ", f.read())
+    return sorted(set(shas), key=shas.index)
+
+
+def check_config(i, run_dir, out, extra):
+    """Raise when run_dir holds a run of row i trained with another config."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        stored = yaml.safe_load(f)
+    argv = command(i, out, extra)
+    wanted = to_dict(load_config(argv[2], argv[5:]))
+    diff = config_differences(stored, wanted, {("train", "epochs"), ("model", "num_classes")})
+    if diff:
+        raise SystemExit(f"{run_dir} was trained with another config ({'; '.join(diff[:5])}); "
+                         "remove the folder or choose another --out")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", default=None, help="comma-separated row numbers (default: all)")
@@ -84,30 +124,40 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    rows = [int(i) for i in args.only.split(",")] if args.only else list(range(len(ROWS)))
+    try:
+        rows = [int(i) for i in args.only.split(",")] if args.only else list(range(len(ROWS)))
+    except ValueError:
+        raise SystemExit(f"--only takes comma-separated row numbers, got {args.only!r}") from None
+    if any(not 0 <= i < len(ROWS) for i in rows):
+        raise SystemExit(f"--only: rows are 0 to {len(ROWS) - 1}, got {args.only}")
     out = args.out.rstrip(os.sep)
     os.chdir(ROOT)
     setup_logging(None if args.dry_run else out, "recipes.log")
     runner = Runner(args.dry_run, args.device)
+    run_dirs = [os.path.join(out, "runs", f"row{i}") for i in range(len(ROWS))]
     for i in rows:
-        run_dir = os.path.join(out, "runs", f"row{i}")
-        if ROWS[i][2] in val_ap(run_dir):
-            logger.info("row %d: trained (%s)", i, run_dir)
+        check_config(i, run_dirs[i], out, args.extra)
+        if ROWS[i][2] in val_ap(run_dirs[i]):
+            logger.info("row %d: trained (%s)", i, run_dirs[i])
             continue
-        runner(command(i, out, args.extra), os.path.join(run_dir, "stdout.txt"), f"row{i}")
+        runner(command(i, out, args.extra), os.path.join(run_dirs[i], "stdout.txt"), f"row{i}")
+        wall = os.path.join(run_dirs[i], "wall_s.txt")  # training seconds, over invocations
+        with open(wall, "w") as f:
+            f.write(f"{read_seconds(wall) + runner.times[f'row{i}']:.1f}\n")
     if args.dry_run:
         return None
-    wall_path = os.path.join(out, "wall_s.json")  # training seconds per row, over invocations
-    wall = {}
-    if os.path.isfile(wall_path):
-        with open(wall_path) as f:
-            wall = json.load(f)
-    for tag, seconds in runner.times.items():
-        wall[tag] = round(wall.get(tag, 0.0) + seconds, 1)
-    with open(wall_path, "w") as f:
-        json.dump(wall, f, indent=1)
 
-    results = {i: val_ap(os.path.join(out, "runs", f"row{i}")) for i in range(len(ROWS))}
+    results, wall, commits = {}, {}, []
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    for i, run_dir in enumerate(run_dirs):
+        results[i] = val_ap(run_dir)
+        if os.path.isfile(os.path.join(run_dir, "wall_s.txt")):
+            wall[f"row{i}"] = read_seconds(os.path.join(run_dir, "wall_s.txt"))
+        commits += [c for c in trained_at(run_dir) if c not in commits]
+        for name, ext in (("log.jsonl", "jsonl"), ("train.log", "log")):
+            if os.path.isfile(os.path.join(run_dir, name)):
+                shutil.copyfile(os.path.join(run_dir, name),
+                                os.path.join(out, "logs", f"row{i}.{ext}"))
     table = []
     for i, (label, _, epochs) in enumerate(ROWS):
         cells = [f"{results[i][e]:.3f}" if e <= epochs and e in results[i] else ""
@@ -116,18 +166,20 @@ def main(argv=None):
     headers = ["#", "overrides (on top of the paper's AVGN: " + " ".join(f"`{o}`" for o in PAPER)
                + ")", *(f"val AP, {e} epochs" for e in REPORTED_EPOCHS)]
     md = ["# Making class-aware maps localise: the recipe search (seed 0)", "",
-          f"`python tools/recipes.py` at {git_sha()}; training took {sum(wall.values()) / 60:.1f}"
-          f" min on this machine ({'; '.join(f'{k} {v / 60:.1f}' for k, v in wall.items())}; "
-          f"per row, summed over the invocations that trained it).",
-          "", "Each run: `python " + " ".join(command(0, out, [])[:5]) + " <PAPER> <row overrides> "
+          f"`python tools/recipes.py`; runs trained at git {', '.join(commits) or '-'} in "
+          f"{sum(wall.values()) / 60:.1f} min ({'; '.join(f'{k} {v / 60:.1f}' for k, v in wall.items())};"
+          " per row, summed over the invocations that trained it). Logs: `logs/`.",
+          "", "Each run: `python " + " ".join(command(0, out, [])[:5])
+          + f" train.output_dir={out}/runs/row<i> <PAPER> <row overrides> "
           + "".join(f"{e} " for e in args.extra) + "train.epochs=<E> eval.test_at_end=false`", "",
           markdown_table(headers, table), ""]
     with open(os.path.join(out, "recipes.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(out, "recipes.json"), "w") as f:
-        json.dump({"commit": git_sha(), "paper": PAPER, "wall_s": wall, "rows": [
+        json.dump({"trained_at": commits, "paper": PAPER, "wall_s": wall, "rows": [
             {"row": i, "label": label, "overrides": list(ov), "epochs": epochs,
              "command": ["python", *command(i, out, args.extra)],
+             "trained_at": trained_at(run_dirs[i]),
              "val_AP": {str(e): ap for e, ap in sorted(results[i].items())}}
             for i, (label, ov, epochs) in enumerate(ROWS)]}, f, indent=1)
     print("\n".join(md))

@@ -238,16 +238,21 @@ def runs_of(runs, variant, seeds):
     return [r for s in seeds for r in runs if variant in r.variants and r.seed == s]
 
 
+def config_differences(stored, wanted, ignored):
+    """'section.key: stored vs wanted' for each key of the config dict `wanted` that the stored
+    config dict holds with another value; keys in `ignored` ((section, key) pairs) are skipped."""
+    return [f"{s}.{k}: {stored.get(s, {}).get(k)!r} (stored) vs {v!r}"
+            for s, sec in wanted.items() for k, v in sec.items()
+            if (s, k) not in ignored and stored.get(s, {}).get(k) != v]
+
+
 def checkpoint_step(run):
     """Optimiser steps of the run's checkpoint (0 when absent); raises when its config differs."""
     if not os.path.isfile(run.ckpt):
         return 0
     from utils.checkpoint import load_checkpoint
     ckpt = load_checkpoint(run.ckpt)
-    stored = ckpt["config"]
-    diff = [f"{s}.{k}: {stored.get(s, {}).get(k)!r} (stored) vs {v!r}"
-            for s, sec in run.config.items() for k, v in sec.items()
-            if (s, k) not in _IGNORED_KEYS and stored.get(s, {}).get(k) != v]
+    diff = config_differences(ckpt["config"], run.config, _IGNORED_KEYS)
     if diff:
         raise RuntimeError(f"{run.dir} was trained with another config ({'; '.join(diff[:5])}); "
                            "remove the folder or choose another --out")
