@@ -140,6 +140,10 @@ def test_recipe_runs_name_their_commits_and_refuse_another_config(tmp_path):
                                    "11:00:00 INFO git def5678-dirty | train.py --resume auto\n"
                                    "11:00:01 INFO git abc1234 | train.py ...\n")
     assert trained_at(str(run)) == ["abc1234", "def5678-dirty"]
+    from tools.recipes import add_seconds, read_seconds
+    add_seconds(str(run / "wall_s.txt"), 60.0)
+    add_seconds(str(run / "wall_s.txt"), 30.5)  # a second invocation adds to the first
+    assert read_seconds(str(run / "wall_s.txt")) == 90.5
     argv = command(1, str(tmp_path), [])
     dump_config(load_config(argv[2], argv[5:]), str(run / "config.yaml"))
     check_config(1, str(run), str(tmp_path), [])  # the same config: fine

@@ -87,6 +87,13 @@ def read_seconds(path):
         return float(f.read())
 
 
+def add_seconds(path, seconds):
+    """Add `seconds` to the wall_s.txt at `path` (training time of a run over invocations)."""
+    total = read_seconds(path) + seconds  # read before "w" truncates the file
+    with open(path, "w") as f:
+        f.write(f"{total:.1f}\n")
+
+
 def trained_at(run_dir):
     """The commits a run was trained at (the `git <sha>` line train.py logs at every start)."""
     path = os.path.join(run_dir, "train.log")
@@ -141,9 +148,7 @@ def main(argv=None):
             logger.info("row %d: trained (%s)", i, run_dirs[i])
             continue
         runner(command(i, out, args.extra), os.path.join(run_dirs[i], "stdout.txt"), f"row{i}")
-        wall = os.path.join(run_dirs[i], "wall_s.txt")  # training seconds, over invocations
-        with open(wall, "w") as f:
-            f.write(f"{read_seconds(wall) + runner.times[f'row{i}']:.1f}\n")
+        add_seconds(os.path.join(run_dirs[i], "wall_s.txt"), runner.times[f"row{i}"])
     if args.dry_run:
         return None
 
@@ -167,8 +172,9 @@ def main(argv=None):
                + ")", *(f"val AP, {e} epochs" for e in REPORTED_EPOCHS)]
     md = ["# Making class-aware maps localise: the recipe search (seed 0)", "",
           f"`python tools/recipes.py`; runs trained at git {', '.join(commits) or '-'} in "
-          f"{sum(wall.values()) / 60:.1f} min ({'; '.join(f'{k} {v / 60:.1f}' for k, v in wall.items())};"
-          " per row, summed over the invocations that trained it). Logs: `logs/`.",
+          f"{sum(wall.values()) / 60:.1f} min "
+          f"({'; '.join(f'{k} {v / 60:.1f}' for k, v in wall.items())}; "
+          "per row, summed over the invocations that trained it). Logs: `logs/`.",
           "", "Each run: `python " + " ".join(command(0, out, [])[:5])
           + f" train.output_dir={out}/runs/row<i> <PAPER> <row overrides> "
           + "".join(f"{e} " for e in args.extra) + "train.epochs=<E> eval.test_at_end=false`", "",
