@@ -127,3 +127,17 @@ def test_music_marker_keeps_ids_that_start_with_a_dash():
     assert again == ["-0gY_000_00001", "-0gY_000_00002", "beyond:-0gY_000_09999"]
     assert merge_marker(again, ["-0gY_000_09999"], []) == [  # now written: no longer beyond
         "-0gY_000_00001", "-0gY_000_00002", "-0gY_000_09999"]
+
+
+def test_decode_frames_gives_each_time_its_own_frame(tmp_path):
+    from tools.prepare_videos import decode_frames
+    path = str(tmp_path / "v.mp4")
+    write_test_video(path, seconds=4.0, fps=10)  # frame i: a bar of int(96 (i + 1) / 40) pixels
+    times = [0.3 * k for k in range(14)] + [3.9, 5.0]  # every third frame; 5.0 s: past the end
+    images, start, gaps = decode_frames(path, times)
+    assert start == 0.0 and len(images) == len(times)
+    for t, img, gap in zip(times, images, gaps):
+        i = min(round(t * 10), 39)
+        width = (np.asarray(img.convert("L"))[32] > 100).sum()
+        assert abs(width - int(96 * (i + 1) / 40)) <= 2, (t, width)
+        assert gap == pytest.approx(abs(t - i / 10), abs=1e-6)

@@ -51,7 +51,15 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=3.0, help="audio window around each frame")
     p.add_argument("--list", default="videos.txt", help="list file name, written under --out")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.frame_rate <= 0:
+        p.error(f"--frame-rate must be positive, got {args.frame_rate}")
+    return args
+
+
+def stem_of(path: str) -> str:
+    """A video's id: its file name without the extension."""
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def find_videos(folder: str) -> List[Tuple[str, Optional[str]]]:
@@ -95,13 +103,12 @@ def decode_frames(path: str, times: List[float]):
     start; ascending), one sequential decode that converts each chosen frame once. Returns
     (images, start of the video stream in container time, |frame time - time| per time)."""
     import av
-    images, gaps, chosen = [], [], {}
+    images, gaps, last = [], [], [None, None]  # last: (frame, its PIL image)
 
     def take(frame, t, target):  # one PIL image per decoded frame, however many times use it
-        if id(frame) not in chosen:
-            chosen.clear()
-            chosen[id(frame)] = frame.to_image()
-        images.append(chosen[id(frame)])
+        if last[0] is not frame:  # `last` holds the frame, so `is` cannot match a recycled one
+            last[:] = [frame, frame.to_image()]
+        images.append(last[1])
         gaps.append(abs(t - target))
 
     with av.open(path) as c:
@@ -161,7 +168,7 @@ def _save_wav(wave, path, rate):
 def process_music(path: str, frames: Dict[str, int], args):
     """The listed frames of one MUSIC video and its whole sound track; return (the ids written,
     the ids beyond the video's end)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = stem_of(path)
     ids = sorted(frames, key=frames.get)
     images, video_start, gaps = decode_frames(path, [frames[i] / args.frame_rate for i in ids])
     beyond = [i for i, g in zip(ids, gaps) if g > 1.0 / args.frame_rate]
@@ -194,7 +201,7 @@ def merge_marker(known: List[str], written: List[str], beyond: List[str]) -> Lis
 
 def process(path: str, cls: Optional[str], args) -> List[str]:
     """Write the frames and wavs of one video; return its list lines."""
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = stem_of(path)
     audio, audio_start = decode_av(path, args.rate, with_start=True)
     duration = video_duration(path) or len(audio) / args.rate
     times = frame_times(duration, args.every)
@@ -218,22 +225,22 @@ def main(argv=None):
     videos = find_videos(args.videos)
     wanted = music_frames(args.music_lists) if args.music_lists else None
     if wanted is not None:
-        have = {os.path.splitext(os.path.basename(p))[0] for p, _ in videos}
+        have = {stem_of(p) for p, _ in videos}
         missing = sorted(set(wanted) - have)
         if missing:
             logger.warning("%d of the %d videos the lists name are not under %s (first: %s)",
                            len(missing), len(wanted), args.videos, missing[0])
-        videos = [(p, c) for p, c in videos if os.path.splitext(os.path.basename(p))[0] in wanted]
+        videos = [(p, c) for p, c in videos if stem_of(p) in wanted]
     stems = {}
     for path, _ in videos:  # ids come from file names: two videos must not share one
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = stem_of(path)
         if stem in stems:
             raise SystemExit(f"two videos would get the id '{stem}': {stems[stem]} and {path}; "
                              "rename one of them")
         stems[stem] = path
     failed, skipped, done_lines = [], 0, []
     for path, cls in tqdm(videos, desc="videos", unit="video"):
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = stem_of(path)
         # marker: the ids written, one per line; MUSIC: also BEYOND + id for listed frames that
         # lie beyond the video's end (known, not written)
         marker = os.path.join(args.out, ".done", stem + ".txt")
