@@ -413,7 +413,7 @@ def matmul_rates(cfg, batch, device, repeats=20):
     """GFLOP/s of plain F.linear at the shapes of the AVCT blocks (tokens x D -> 3D, 4D, D)."""
     m = cfg.model
     patches = (cfg.data.image_size // m.visual_stride) ** 2
-    hidden = int(m.dim * getattr(m, "mlp_ratio", 4.0))
+    hidden = int(m.dim * m.mlp_ratio)
     shapes = [(batch * (patches + m.num_classes), m.dim, 3 * m.dim, "visual qkv"),
               (batch * (patches + m.num_classes), m.dim, hidden, "visual MLP in"),
               (batch * (patches + m.num_classes), hidden, m.dim, "visual MLP out"),
