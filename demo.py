@@ -33,10 +33,8 @@ from tqdm import tqdm
 from datasets.audio import cut_window, decode_av, spectrogram_from_config
 from datasets.image import apply_image, eval_geometry
 from datasets.records import DataError, canonical_class
+from engine import load_trained
 from models import localization_maps, presence, upsample_maps
-from test import load_model
-from utils.checkpoint import load_checkpoint
-from utils.config import ConfigError, from_dict
 from utils.logger import logger, setup_logging
 
 # class colours, given in order of first appearance; neighbours are far apart
@@ -96,27 +94,10 @@ def parse_args(argv=None):
 def load_demo_model(path, device):
     """Checkpoint -> (model in eval mode, Config, class names), or DemoError saying why not."""
     try:
-        ckpt = load_checkpoint(path)
-    except (FileNotFoundError, RuntimeError) as e:
+        ckpt, cfg, model = load_trained(path, device)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:  # ConfigError is a ValueError
         raise DemoError(str(e)) from None
-    except Exception as e:  # e.g. a saved tensor or list instead of a dict
-        raise DemoError(f"{path} is not an AVGN checkpoint ({type(e).__name__}: {e})") from None
-    try:
-        cfg = from_dict(ckpt["config"], stored=True)
-    except (ConfigError, TypeError, AttributeError) as e:
-        raise DemoError(f"{path} is not an AVGN checkpoint: its config does not fit ours ({e})") \
-            from None
-    names = ckpt["class_names"]
-    if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
-            and len(names) == cfg.model.num_classes):
-        raise DemoError(f"{path}: class_names must be {cfg.model.num_classes} names "
-                        f"(model.num_classes), got {str(names)[:200]}")
-    try:
-        model = load_model(ckpt, cfg, device)
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise DemoError(f"{path}: the weights do not fit the model its config describes "
-                        f"({cfg.model.name}): {str(e)[:500]}") from None
-    return model, cfg, list(names)
+    return model, cfg, list(ckpt["class_names"])
 
 
 def resolve_classes(spec, names):

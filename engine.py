@@ -1,5 +1,13 @@
-"""The training step loop and the evaluation loop, shared by train.py and test.py."""
+"""The training step loop, the evaluation loop, the test driver and the one checkpoint -> model
+loader, shared by train.py, test.py, demo.py and the tools.
+
+    ckpt, cfg, model = load_trained("run/best.pth", device)        # clear errors, eval mode
+    results = run_tests(ckpt, cfg, model, "run", device)           # every test set of cfg
+"""
+import dataclasses
+import json
 import math
+import os
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -7,10 +15,15 @@ from contextlib import nullcontext
 import torch
 from tqdm import tqdm
 
+from datasets import build_dataset
 from metrics import MultiSourceEvaluator, SingleSourceEvaluator
-from models import localization_maps, presence, upsample_maps
+from models import build_model, localization_maps, presence, upsample_maps
+from utils.checkpoint import load_checkpoint
+from utils.config import ConfigError, apply_overrides, from_dict, to_dict
+from utils.data import make_loader
 from utils.dist import all_reduce_sum, is_dist, is_main_process
 from utils.logger import logger
+from utils.visualize import save_overlays
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -176,3 +189,85 @@ def format_metrics(name, metrics):
     parts = [f"{k} {v:.4f}" if isinstance(v, float) and not math.isnan(v) else f"{k} {v}"
              for k, v in metrics.items()]
     return f"{name}: " + "  ".join(parts)
+
+
+# ----------------------------------------------------------------------------- trained models
+def model_from_checkpoint(ckpt, cfg, device):
+    """The weights of `ckpt` (a loaded checkpoint dict) in the model `cfg` describes, in eval mode
+    on `device`. The ImageNet initialisation is skipped: every weight comes from the checkpoint."""
+    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
+                                                                           pretrained="none")))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise ValueError(f"the checkpoint's weights do not fit the {cfg.model.name} model its "
+                         f"config describes (was a model.* key overridden?): "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return model.to(device).eval()
+
+
+def load_trained(path, device, overrides=()):
+    """Checkpoint file written by train.py -> (checkpoint dict, its config with `overrides`
+    applied, the model in eval mode on `device`). Every failure is one line naming `path`:
+    missing or unreadable file (FileNotFoundError / RuntimeError), a stored config or override
+    this schema rejects (ConfigError), class names or weights that do not fit (ValueError)."""
+    ckpt = load_checkpoint(path)
+    try:
+        stored = from_dict(ckpt["config"], stored=True)
+    except ConfigError as e:
+        raise ConfigError(f"{path} is not an AVGN checkpoint of this version: its config does "
+                          f"not fit ours ({e})") from None
+    cfg = apply_overrides(stored, overrides)
+    names = ckpt["class_names"]
+    if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
+            and len(names) == cfg.model.num_classes):
+        raise ValueError(f"{path}: class_names must be {cfg.model.num_classes} names "
+                         f"(model.num_classes), got {str(names)[:200]}")
+    try:
+        return ckpt, cfg, model_from_checkpoint(ckpt, cfg, device)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- test driver
+def build_test_sets(cfg, class_names, split="test"):
+    """[(entry, dataset)] for every entry of cfg.eval.test_sets (default: data.dataset); an entry
+    is 'name' or 'name:split' (e.g. synthetic:test_pairs; its own split is used when `split` is
+    'test'). Building a set parses its lists and annotations and checks its classes and files,
+    so train.py calls this before the first step: a broken test list fails then, not after
+    training."""
+    out = []
+    for entry in cfg.eval.test_sets or [cfg.data.dataset]:
+        name, _, own_split = entry.partition(":")
+        dataset = build_dataset(cfg, own_split if own_split and split == "test" else split, name,
+                                class_names=class_names)
+        if len(dataset) == 0:
+            raise ValueError(f"test set '{entry}' ({split}) has no items: {dataset.origin}")
+        out.append((entry, dataset))
+    return out
+
+
+def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
+    """Evaluate `model` (loaded from `ckpt` with config `cfg`) on every test set of the config;
+    writes results.json and one per-sample CSV per test set (and `save_vis` overlays per set) to
+    `out_dir`. Returns {entry: metrics}."""
+    results = {}
+    os.makedirs(out_dir, exist_ok=True)
+    for entry, dataset in build_test_sets(cfg, ckpt["class_names"], split):
+        loader = make_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
+        evaluator = build_evaluator(dataset, cfg.eval)
+        metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry)
+        results[entry] = metrics
+        tag = entry.replace(":", "_")
+        # collective (gathers every process's rows), writes on rank 0
+        evaluator.write_csv(os.path.join(out_dir, f"samples_{tag}_{split}.csv"))
+        if is_main_process():
+            logger.info(format_metrics(f"{entry} [{split}]", metrics))
+            if save_vis:
+                save_overlays(model, dataset, ckpt["class_names"], device,
+                              os.path.join(out_dir, f"vis_{tag}"), save_vis)
+    if is_main_process():
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump({"split": split, "config": to_dict(cfg), "results": results}, f, indent=1)
+        logger.info("wrote %s", os.path.join(out_dir, "results.json"))
+    return results

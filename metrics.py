@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from utils import dist as dist_utils
+from utils.thresholds import parse_threshold
 
 AUC_THRESHOLDS = np.arange(21) / 20.0  # t = 0, 0.05, ..., 1
 _CHUNK_ELEMENTS = 1 << 18  # pixels per worker task (whole maps): keys stay in cache
@@ -92,16 +93,6 @@ def normalize(S):
     lo = s.min(axis=(-2, -1), keepdims=True)
     hi = s.max(axis=(-2, -1), keepdims=True)
     return _like(_norm_values(s, lo, hi), S)
-
-
-def parse_threshold(threshold):
-    """'median' | 'fixed:v' | 'max_ratio:r' -> (mode, value)."""
-    mode, _, value = str(threshold).partition(":")
-    if mode == "median" and not value:
-        return mode, None
-    if mode in ("fixed", "max_ratio") and value:
-        return mode, float(value)
-    raise ValueError(f"unknown threshold {threshold!r}; use 'median', 'fixed:v' or 'max_ratio:r'")
 
 
 def _threshold_value(sorted_norm_at, num_pixels, threshold):

@@ -4,6 +4,12 @@
     torchrun --nproc_per_node=4 train.py --config configs/music_duet.yaml
     python train.py --config configs/music.yaml train.epochs=50 model.depth=1
     python train.py --resume run/checkpoint.pth                          # after preemption
+    python train.py --config configs/synthetic.yaml --resume auto        # start, or continue
+
+A folder that already holds a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten:
+continue it with --resume auto, choose another train.output_dir, or start it anew with
+--overwrite. Every config value, the resumed checkpoint and every test set are checked before the
+first step.
 
 One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
 is train.batch_size_per_gpu x processes; the learning rate is used as given.
@@ -12,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -21,15 +28,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from datasets import build_dataset
 from datasets.dataset import ClassBalancedBatchSampler
-from engine import (StopRequested, build_evaluator, evaluate, format_metrics, selection_metric,
-                    train_one_epoch)
+from engine import (StopRequested, build_evaluator, build_test_sets, evaluate, format_metrics,
+                    load_trained, run_tests, selection_metric, train_one_epoch)
 from losses import build_criterion
 from models import build_model
-from test import run_tests
 from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
 from utils.data import make_loader
-from utils.dist import barrier, cleanup, get_rank, get_world_size, init_distributed, is_main_process
+from utils.dist import (barrier, cleanup, get_rank, get_world_size, init_distributed,
+                        is_main_process)
 from utils.logger import append_jsonl, git_sha, logger, setup_logging
 
 
@@ -39,15 +46,18 @@ def parse_args(argv=None):
                    "or the config stored in the --resume checkpoint)")
     p.add_argument("--resume", default="", help="checkpoint to continue from exactly; 'auto': "
                    "<output_dir>/checkpoint.pth when it exists")
+    p.add_argument("--overwrite", action="store_true", help="start anew in an output_dir that "
+                   "holds a run: its checkpoints, logs and results are deleted first")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    return p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
+    if args.overwrite and args.resume:
+        p.error("--overwrite starts anew; it does not go with --resume")
+    return args
 
 
 def build_scheduler(optimizer, cfg, total_steps):
     t = cfg.train
-    if t.schedule not in ("constant", "cosine"):
-        raise ValueError(f"train.schedule must be constant or cosine, got {t.schedule!r}")
 
     def factor(step):
         if step < t.warmup_steps:
@@ -64,10 +74,7 @@ def build_optimizer(model, cfg, cuda):
     if t.optimizer == "adam":  # the paper's optimiser; fused kernel on CUDA
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                 **({"fused": True} if cuda else {}))
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9,
-                               weight_decay=t.weight_decay)
-    raise ValueError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
+    return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
 
 
 def restore_hyperparameters(optimizer, scheduler, cfg):
@@ -98,6 +105,60 @@ def resolve_config(args):
     return cfg, resume, ckpt
 
 
+RUN_FILES = ("checkpoint.pth", "best.pth", "log.jsonl")  # a folder holding one of these holds a run
+
+
+def check_output_dir(out_dir, resume, overwrite):
+    """Refuse to start a new run in a folder that holds one (nothing is lost to a typo); with
+    `overwrite`, delete that run's files first (rank 0). Resuming a checkpoint of this folder
+    continues its run."""
+    found = [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
+    same_run = resume and os.path.dirname(os.path.abspath(resume)) == os.path.abspath(out_dir)
+    if not found or same_run:
+        return
+    if not overwrite:
+        how = ("--resume auto continues it" if not resume else
+               f"--resume {resume} is another run's checkpoint")
+        raise FileExistsError(f"train.output_dir {out_dir} already holds a run ({', '.join(found)})"
+                              f": {how}; or choose another train.output_dir=...; or start it "
+                              "anew with --overwrite (deletes it)")
+    barrier()  # every process has looked before rank 0 deletes
+    if is_main_process():
+        for name in os.listdir(out_dir):
+            path = os.path.join(out_dir, name)
+            if name in RUN_FILES + ("config.yaml", "train.log", "test.log", "results.json") or \
+                    name.startswith("samples_") and name.endswith(".csv"):
+                os.remove(path)
+            elif name.startswith("vis_") and os.path.isdir(path):
+                shutil.rmtree(path)
+    barrier()
+
+
+ARCHITECTURE_EXCEPT = ("num_classes", "pretrained", "pretrained_path")  # set by data / init only
+
+
+def check_resumable(ckpt, cfg, resume):
+    """Raise, naming the keys, when `ckpt` cannot continue with `cfg`: another architecture
+    (model.* keys), another optimizer (its state would not fit), or a mid-epoch stop with another
+    (processes, batch_size_per_gpu), whose batches could not be replayed."""
+    stored = from_dict(ckpt["config"], stored=True)
+    differ = [f"model.{k}={getattr(stored.model, k)!r} (command: {getattr(cfg.model, k)!r})"
+              for k in to_dict(cfg.model) if k not in ARCHITECTURE_EXCEPT
+              and getattr(stored.model, k) != getattr(cfg.model, k)]
+    if stored.train.optimizer != cfg.train.optimizer:
+        differ.append(f"train.optimizer={stored.train.optimizer!r} (command: "
+                      f"{cfg.train.optimizer!r})")
+    if differ:
+        raise ValueError(f"--resume {resume}: the run was trained with {'; '.join(differ)}. "
+                         "Resume with the run's values, or start a new run in another "
+                         "train.output_dir")
+    layout = (get_world_size(), cfg.train.batch_size_per_gpu)
+    if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
+        raise ValueError(f"--resume {resume} stopped mid-epoch with (processes, "
+                         f"batch_size_per_gpu) = {tuple(ckpt['layout'])}; resume with the same, "
+                         f"not {layout}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = init_distributed(args.device)
@@ -109,6 +170,12 @@ def fit(args, device, command):
     """Train, then test when eval.test_at_end. What it builds goes out of scope when it returns."""
     cfg, resume, ckpt = resolve_config(args)
     out_dir = cfg.train.output_dir
+    # every check that needs no data comes before anything is written to out_dir
+    check_output_dir(out_dir, resume, args.overwrite)
+    if ckpt is not None:
+        check_resumable(ckpt, cfg, resume)
+    if cfg.train.batchnorm == "sync" and device.type != "cuda":
+        raise ValueError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
     setup_logging(out_dir)
     logger.info("git %s | %s", git_sha(), " ".join(command))
     torch.manual_seed(cfg.train.seed)
@@ -116,20 +183,21 @@ def fit(args, device, command):
         torch.use_deterministic_algorithms(True)
 
     train_set = build_dataset(cfg, "train")
+    if ckpt is not None and list(ckpt["class_names"]) != list(train_set.class_names):
+        raise ValueError(f"--resume {resume}: the run was trained on {len(ckpt['class_names'])} "
+                         f"classes {ckpt['class_names'][:5]}..., the training list now gives "
+                         f"{len(train_set.class_names)} {train_set.class_names[:5]}...")
     if cfg.model.num_classes != len(train_set.class_names):
         logger.info("model.num_classes = %d (the training classes)", len(train_set.class_names))
         cfg.model.num_classes = len(train_set.class_names)
     val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
+    if cfg.eval.test_at_end:  # a broken test list fails now, not after training
+        build_test_sets(cfg, train_set.class_names)
     if is_main_process():
-        os.makedirs(out_dir, exist_ok=True)
         dump_config(cfg, os.path.join(out_dir, "config.yaml"))
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every process
     model = build_model(cfg).to(device)
-    if cfg.train.batchnorm not in ("batch", "sync", "frozen"):
-        raise ValueError(f"train.batchnorm must be batch, sync or frozen, got {cfg.train.batchnorm!r}")
-    if cfg.train.batchnorm == "sync" and device.type != "cuda":
-        raise ValueError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
     if cfg.train.batchnorm == "sync" and get_world_size() > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.channels_last:
@@ -151,8 +219,8 @@ def fit(args, device, command):
                                cfg.train.seed, pin_memory=cuda, batch_sampler=batch_sampler)
     steps_per_epoch = len(train_loader.batch_sampler)
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training items give no full batch of "
-                         f"{cfg.train.batch_size_per_gpu} x {world} processes")
+        raise ValueError(f"{len(train_set)} training items ({train_set.origin}) give no full "
+                         f"batch of {cfg.train.batch_size_per_gpu} x {world} processes")
     total_steps = cfg.train.epochs * steps_per_epoch
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
@@ -165,14 +233,6 @@ def fit(args, device, command):
 
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
     if resume:
-        layout = (world, cfg.train.batch_size_per_gpu)
-        if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
-            raise ValueError(f"{resume} stopped mid-epoch with (processes, batch_size_per_gpu) = "
-                             f"{tuple(ckpt['layout'])}; resume with the same, not {layout}")
-        trained_with = ckpt["config"].get("train", {}).get("optimizer", "adam")
-        if trained_with != cfg.train.optimizer:
-            raise ValueError(f"{resume} was trained with train.optimizer={trained_with}; its "
-                             f"state cannot resume {cfg.train.optimizer}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -246,7 +306,7 @@ def fit(args, device, command):
         barrier()  # rank 0 has written the checkpoints
         tested = best_path if os.path.isfile(best_path) else last_path
         logger.info("testing %s", tested)
-        run_tests(load_checkpoint(tested), out_dir, device, save_vis=cfg.eval.save_vis)
+        run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
 
 
 if __name__ == "__main__":

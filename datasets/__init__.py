@@ -52,7 +52,7 @@ from .records import (DataError, ListEntry, Record, canonical_class,  # noqa: F4
                       read_list, read_music_json, read_pair_list, read_vggss_json,
                       read_vggsound_csv, write_list)
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("avgn." + __name__)  # shown by utils.logger.setup_logging
 
 SPLITS = ("train", "val", "test")
 VAL_SEED = 0  # the val carve-out and val pairs do not depend on the training seed
@@ -152,20 +152,26 @@ class _Annotator:
                             boxes=[b for _, b in self.ann[e.id]])
 
 
+def _train_lists(cfg, spec):
+    return [_metadata_path(cfg, n) for n in (spec.train_list,) + tuple(spec.extra_train_lists)]
+
+
 def _read_train_list(cfg, name, spec):
     entries = []
-    for list_name in (spec.train_list,) + tuple(spec.extra_train_lists):
-        path = _metadata_path(cfg, list_name)
+    for path in _train_lists(cfg, spec):
         if not os.path.isfile(path):
             hint = ("" if spec.published_train else
-                    f" '{name}' has no published training list: build {list_name} (id,class "
-                    "per line) from VGGSound's vggsound.csv with "
-                    "datasets.records.read_vggsound_csv and write_list (README, 'Data')")
+                    f" '{name}' has no published training list: build "
+                    f"{os.path.basename(path)} (id,class per line) from VGGSound's "
+                    "vggsound.csv with datasets.records.read_vggsound_csv and write_list "
+                    "(README, 'Data')")
             raise DataError(f"training list not found: {path}.{hint}")
         if cfg.data.on_error == "skip":
             entries += _lenient_list(path)
         else:
             entries += read_list(path, min_fields=2, max_fields=3)
+    if not entries:
+        raise DataError(f"training list {', '.join(_train_lists(cfg, spec))} has no entries")
     return entries
 
 
@@ -216,25 +222,30 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
             items = [tuple(annotate(e) for e in p) for p in read_pair_list(path)]
         else:
             items = [(annotate(e),) for e in read_list(path, 1, 3)]
+        if not items:
+            raise DataError(f"{split} list {path} has no entries")
         if class_names is None:
             class_names = sorted({c for it in items for r in it for c in r.classes})
             logger.warning("%s: training list %s not found and no class_names given: class "
                            "indices follow the %d classes of the test set", name, train_path,
                            len(class_names))
         return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas,
-                                  seed=VAL_SEED)
+                                  seed=VAL_SEED, origin=path)
 
     train_e, val_e = (train_entries, []) if spec.val_list else _split_val(train_entries,
                                                                          d.val_fraction)
+    origin = ", ".join(_train_lists(cfg, spec))
     if split == "train":
         return AudioVisualDataset([(plain(e),) for e in train_e], class_names, d, train=True,
-                                  num_sources=d.num_sources, canvas=canvas, seed=cfg.train.seed)
+                                  num_sources=d.num_sources, canvas=canvas, seed=cfg.train.seed,
+                                  origin=origin)
     # val carve-out: test transforms; mirrors the test split (pairs for pair benchmarks)
     items = [(plain(e),) for e in val_e]
     if spec.test_pairs and len(items) > 1:
         mixer = MixtureSampler([it[0].classes for it in items], 2, VAL_SEED)
         items = [it + items[mixer.partners(i, 0)[0]] for i, it in enumerate(items)]
-    return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas, seed=VAL_SEED)
+    return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas, seed=VAL_SEED,
+                              origin=f"val carve-out of {origin}")
 
 
 def _benchmark_builder(name):

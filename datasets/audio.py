@@ -22,6 +22,7 @@ from .records import DataError
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 EPS = 1e-7
 _MARGIN_S = 0.05  # extra seconds read on each side of the window (resampler edge effects)
+MAX_AMPLITUDE = 1e3  # decoded samples are about [-1, 1]; far beyond is a broken (float) file
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -121,7 +122,8 @@ def load_window(path: str, sample_rate: int, seconds: float,
     container, `centre` is on the container's timeline (the times PyAV gives its frames), and only
     the audio around it is decoded.
 
-    Raises DataError naming the file when it is missing or cannot be decoded.
+    Raises DataError naming the file when it is missing, cannot be decoded, or holds non-finite
+    samples or values beyond +-MAX_AMPLITUDE (a float wav written from garbage).
     """
     n = int(round(seconds * sample_rate))
     if not os.path.isfile(path):
@@ -144,6 +146,10 @@ def load_window(path: str, sample_rate: int, seconds: float,
         raise
     except Exception as e:  # corrupt file: name it
         raise DataError(f"cannot decode audio {path}: {type(e).__name__}: {e}") from e
+    if x.size and not (np.isfinite(x).all() and np.abs(x).max() <= MAX_AMPLITUDE):
+        bad = x[~np.isfinite(x)] if not np.isfinite(x).all() else x[np.abs(x).argmax()][None]
+        raise DataError(f"audio {path} holds sample values such as {bad[0]!r}: decoded audio "
+                        f"must be finite and within +-{MAX_AMPLITUDE:g} (about [-1, 1])")
     try:
         return _fit(x, n)
     except DataError:

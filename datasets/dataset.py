@@ -22,7 +22,7 @@ from .image import (apply_image, eval_geometry, render_array_mask, render_boxes,
                     source_mask_on_canvas, train_geometry)
 from .records import DataError, Record, load_mask_pkl
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("avgn." + __name__)  # shown by utils.logger.setup_logging
 
 CANVASES = ("concat", "single")
 
@@ -40,7 +40,8 @@ class MixtureSampler:
     """
 
     def __init__(self, item_classes: Sequence[Sequence], k: int, seed: int = 0):
-        assert k >= 1, f"k must be >= 1, got {k}"
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.seed = k, int(seed)
         keys = [frozenset(c) for c in item_classes]
         group_of, groups = {}, []
@@ -140,6 +141,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             (concat canvas) and their waveforms are summed then peak-limited to [-1, 1].
         canvas: 'concat' (k frames side by side, W = k * H) or 'single' (one frame; mixing refused).
         seed: seed of the mixtures and augmentations (same seed and epoch -> same samples).
+        origin: where the items come from (e.g. the list files), for messages.
 
     Extension points (a subclass may render items in memory instead of reading files):
         load_frame(record) -> PIL.Image RGB, the full frame;
@@ -156,7 +158,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
 
     def __init__(self, items: Sequence[Sequence[Record]], class_names: Sequence[str], data_cfg,
                  train: bool, num_sources: int = 1, canvas: str = "concat", seed: int = 0,
-                 check: bool = True):
+                 check: bool = True, origin: str = ""):
         if canvas not in CANVASES:
             raise ValueError(f"canvas must be one of {CANVASES}, got '{canvas}'")
         if data_cfg.on_error not in ("raise", "skip"):
@@ -165,6 +167,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         self.class_names = list(class_names)
         self.class_index = {c: i for i, c in enumerate(self.class_names)}
         self.cfg, self.train, self.canvas, self.seed = data_cfg, bool(train), canvas, int(seed)
+        self.origin = origin or "items given in memory"
         self.num_sources = int(num_sources) if train else 1
         self.size = int(data_cfg.image_size)
         self.audio_cfg = data_cfg.audio
@@ -239,9 +242,12 @@ class AudioVisualDataset(torch.utils.data.Dataset):
                                 "list without them)")
             bad += 1
             first = first or text
+        if bad and not kept:
+            raise DataError(f"all {bad} items of {self.origin} have bad input "
+                            f"(data.on_error=skip); first: {first}")
         if bad:
-            logger.warning("dropped %d of %d items with bad input (data.on_error=skip); first: %s",
-                           bad, len(self.items), first)
+            logger.warning("dropped %d of %d items of %s with bad input (data.on_error=skip); "
+                           "first: %s", bad, len(self.items), self.origin, first)
         self.items = kept
         self.num_dropped = bad
 

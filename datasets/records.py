@@ -82,11 +82,14 @@ class ListEntry:
 def _csv_rows(path: str):
     """Yield ('<path>:<line>', stripped fields) for every non-blank line of a list file."""
     _check_file(path)
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            row = [x.strip() for x in row]
-            if row and any(row):
-                yield f"{path}:{n}", row
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drop a byte-order mark
+            for n, row in enumerate(csv.reader(f), 1):
+                row = [x.strip() for x in row]
+                if row and any(row):
+                    yield f"{path}:{n}", row
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a text list ({type(e).__name__}: {e})") from None
 
 
 def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
@@ -140,7 +143,7 @@ def read_vggsound_csv(path: str, classes: Optional[Sequence[str]] = None,
     _check_file(path)
     wanted = None if classes is None else {canonical_class(c) for c in classes}
     seen, out = set(), []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for n, row in enumerate(csv.reader(f), 1):
             if not row or not any(x.strip() for x in row):
                 continue
@@ -162,11 +165,31 @@ def read_vggsound_csv(path: str, classes: Optional[Sequence[str]] = None,
 
 
 # --------------------------------------------------------------------------- boxes
-def _box(values, where) -> Box:
+UNSET = -1e15  # vggss.json marks an unknown corner with -2.88e16 (12 boxes): such a box is empty
+MARGIN = 0.01  # coordinates this far outside [0, 1] are rounding, and clipped
+
+
+def _numbers(values, where):
     if (not isinstance(values, (list, tuple)) or len(values) != 4
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) for v in values)):
         raise DataError(f"{where}: malformed box {values!r} (expected 4 finite numbers)")
-    return tuple(float(min(max(v, 0.0), 1.0)) for v in values)
+    return [float(v) for v in values]
+
+
+def _box(xyxy, where, raw=None) -> Box:
+    """Normalised x1, y1, x2, y2 -> the same clipped to [0, 1]. A coordinate below UNSET makes
+    the box empty (clipped, it has no area); coordinates outside [0, 1] by more than MARGIN
+    (pixel units?) or a box with x2 < x1 or y2 < y1 raise DataError naming `where`."""
+    raw = xyxy if raw is None else raw
+    if not any(v < UNSET for v in xyxy):
+        if not all(-MARGIN <= v <= 1 + MARGIN for v in xyxy):
+            raise DataError(f"{where}: box {raw!r} lies outside [0, 1]: boxes are normalised by "
+                            "the frame's width and height (pixel units?)")
+        if xyxy[2] < xyxy[0] or xyxy[3] < xyxy[1]:
+            raise DataError(f"{where}: box {raw!r} is inverted (its right or bottom edge lies "
+                            "before its left or top edge)")
+    return tuple(float(min(max(v, 0.0), 1.0)) for v in xyxy)
 
 
 def xywh_to_xyxy(b) -> Tuple[float, float, float, float]:
@@ -177,8 +200,11 @@ def xywh_to_xyxy(b) -> Tuple[float, float, float, float]:
 def _json_entries(path: str):
     """Yield ('<path>[i] (<file>)', entry) for every entry of a JSON list of annotations."""
     _check_file(path)
-    with open(path) as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is dropped
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of annotations")
     for i, e in enumerate(data):
@@ -205,7 +231,8 @@ def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
         if not isinstance(e["bbox"], list):
             raise DataError(f"{where}: bbox must be a list of boxes")
         _new_file(out, e["file"], where)
-        out[e["file"]] = (_class_name(e["class"], where), [_box(b, where) for b in e["bbox"]])
+        out[e["file"]] = (_class_name(e["class"], where),
+                          [_box(_numbers(b, where), where) for b in e["bbox"]])
     return out
 
 
@@ -233,19 +260,12 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
             raw = e[bk]
             if not isinstance(raw, (list, tuple)):
                 raise DataError(f"{where}: '{bk}' must be [x, y, w, h], got {raw!r}")
-            if raw and isinstance(raw[0], (list, tuple)):  # tolerate a list of boxes
-                boxes = [_box(xywh_to_xyxy(_box_raw(b, where)), where) for b in raw]
-            else:
-                boxes = [_box(xywh_to_xyxy(_box_raw(raw, where)), where)]
+            listed = raw if raw and isinstance(raw[0], (list, tuple)) else [raw]  # or one box
+            boxes = [_box(xywh_to_xyxy(_numbers(b, where)), where, b) for b in listed]
             sources.append((_class_name(e[ck], where), boxes))
         _new_file(out, e["file"], where)
         out[e["file"]] = sources
     return out
-
-
-def _box_raw(b, where):
-    _box(b, where)  # validates shape and finiteness
-    return [float(v) for v in b]
 
 
 def load_mask_pkl(path: str) -> np.ndarray:

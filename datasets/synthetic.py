@@ -31,7 +31,7 @@ from .dataset import AudioVisualDataset
 from .image import render_boxes
 from .records import Record
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("avgn." + __name__)  # shown by utils.logger.setup_logging
 
 GENERATOR_VERSION = 1  # bump when rendering changes: data roots with another version regenerate
 
@@ -496,7 +496,8 @@ def _groups(rng, ids, classes, k, count):
     return out
 
 
-def write_synthetic(out, seed=0, image_size=96, sample_rate=11025, seconds=1.0, **sizes):
+def write_synthetic(out, seed=0, image_size=96, sample_rate=11025, seconds=1.0, automatic=False,
+                    **sizes):
     """Write the synthetic benchmark to `out` (the layout of the module docstring / README).
 
     Args:
@@ -504,6 +505,8 @@ def write_synthetic(out, seed=0, image_size=96, sample_rate=11025, seconds=1.0, 
         seed: generator seed; item i of split s is `render_item(s, seed, i, ...)`.
         image_size: frames are image_size x image_size jpgs.
         sample_rate, seconds: mono wavs (16-bit).
+        automatic: written by `ensure_synthetic` (may be regenerated when the settings change),
+            not by a user (tools/make_synthetic.py: never replaced).
         sizes: num_train, num_val, num_test, num_duet, num_pairs, num_trios (see DEFAULT_SIZES).
     Returns:
         the settings dict written to ``<out>/meta.json``.
@@ -541,19 +544,32 @@ def write_synthetic(out, seed=0, image_size=96, sample_rate=11025, seconds=1.0, 
     _write_lines(os.path.join(out, "test_duet.csv"), duet_ids)
     _write_lines(os.path.join(out, "classes.txt"), [(c,) for c in CLASS_NAMES])
     for name, obj in (("annotations.json", annotations), ("test_duet.json", duet),
-                      ("all_objects.json", all_objects), ("meta.json", meta)):
+                      ("all_objects.json", all_objects),
+                      ("meta.json", dict(meta, automatic=bool(automatic)))):
         with open(os.path.join(out, name), "w") as f:
             json.dump(obj, f, indent=1 if name == "meta.json" else None)
     return meta
 
 
 def read_meta(root):
-    """The settings in ``<root>/meta.json``, or None when absent/unreadable."""
+    """The settings in ``<root>/meta.json`` (without its 'automatic' flag), or None when
+    absent/unreadable."""
     try:
         with open(os.path.join(root, "meta.json")) as f:
-            return json.load(f)
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    if isinstance(meta, dict):
+        meta.pop("automatic", None)
+    return meta
+
+
+def _made_automatically(root):
+    try:
+        with open(os.path.join(root, "meta.json")) as f:
+            return json.load(f).get("automatic") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0, **sizes):
@@ -561,7 +577,9 @@ def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0
 
     Generation writes to a temporary sibling folder that is renamed into place, so concurrent
     callers (several DDP ranks) never see a half-written root; an existing root is replaced only
-    when it holds a meta.json written by this generator (never a foreign folder).
+    when this function generated it (its meta.json says so), with a warning: a foreign folder or
+    one written by tools/make_synthetic.py is never replaced (FileExistsError naming both
+    settings).
     Returns:
         True when the data was (re)generated, False when it was already there.
     """
@@ -573,12 +591,22 @@ def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0
     if os.path.exists(root) and (old is None or old.get("generator") != wanted["generator"]):
         raise FileExistsError(f"{root} exists and is not a synthetic data root (no matching "
                               f"meta.json); remove it or choose another data.root")
-    log.info("generating the synthetic benchmark in %s (%s)", root,
-             "new" if old is None else f"settings changed: {old} -> {wanted}")
+    changed = old and {k: (old.get(k), v) for k, v in wanted.items() if old.get(k) != v}
+    if old is not None and not _made_automatically(root):
+        raise FileExistsError(
+            f"{root} was written by tools/make_synthetic.py with other settings than the config "
+            f"asks for ((made, wanted): {changed}); it is never replaced: choose another "
+            "data.root (generated automatically), or set the config's data.image_size and "
+            "data.audio.sample_rate / seconds to the folder's")
+    if old is None:
+        log.info("generating the synthetic benchmark in %s", root)
+    else:
+        log.warning("regenerating the synthetic benchmark in %s, generated earlier with other "
+                    "settings ((old, new): %s)", root, changed)
     tmp = f"{root}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    write_synthetic(tmp, **{k: v for k, v in wanted.items()
-                            if k not in ("generator", "version", "design")})
+    write_synthetic(tmp, automatic=True, **{k: v for k, v in wanted.items()
+                                            if k not in ("generator", "version", "design")})
     if read_meta(root) == wanted:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
         return False
@@ -616,7 +644,7 @@ class SyntheticStream(AudioVisualDataset):
         self.render_seed = int(seed)
         self._boxes = {}  # (epoch, index) -> sounding boxes of the frames rendered last
         super().__init__(items, CLASS_NAMES, data_cfg, train=True, num_sources=num_sources,
-                         canvas=canvas, seed=seed)
+                         canvas=canvas, seed=seed, origin="the synthetic training stream")
 
     def check_record(self, record):
         return None  # classes are ours, nothing is read from disk

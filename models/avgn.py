@@ -45,7 +45,8 @@ def modulated_cosine(a, f, g=None, pairwise=False, eps=1e-6):
 class Attention(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
-        assert dim % heads == 0, f"dim {dim} must be divisible by heads {heads}"
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -106,7 +107,8 @@ class Grouping(nn.Module):
 
     def __init__(self, dim, assignment="soft", gumbel_tau=1.0, eps=1e-6):
         super().__init__()
-        assert assignment in ("soft", "hard"), f"assignment must be soft or hard, got {assignment!r}"
+        if assignment not in ("soft", "hard"):
+            raise ValueError(f"assignment must be soft or hard, got {assignment!r}")
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
@@ -149,7 +151,8 @@ class AVGN(nn.Module):
                  token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
                  pretrained="none", pretrained_path=""):
         super().__init__()
-        assert loc_features in ("modulated", "raw"), f"loc_features: modulated|raw, got {loc_features!r}"
+        if loc_features not in ("modulated", "raw"):
+            raise ValueError(f"loc_features must be modulated or raw, got {loc_features!r}")
         self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path)
         self.audio = AudioEncoder(dim, width, audio_tokens)
         self.tokens = nn.Parameter(torch.empty(num_classes, dim))

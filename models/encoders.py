@@ -44,7 +44,8 @@ class ResNet18Trunk(nn.Module):
 
     def __init__(self, in_channels=3, width=64, output_stride=32):
         super().__init__()
-        assert output_stride in (8, 16, 32), f"output_stride must be 8, 16 or 32, got {output_stride}"
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         w = width
         self.out_channels = 8 * w
         self.conv1 = nn.Conv2d(in_channels, w, 7, 2, 3, bias=False)
@@ -126,7 +127,8 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, dim=512, width=64, tokens="global"):
         super().__init__()
-        assert tokens in ("global", "grid"), f"audio_tokens must be global or grid, got {tokens!r}"
+        if tokens not in ("global", "grid"):
+            raise ValueError(f"audio_tokens must be global or grid, got {tokens!r}")
         self.trunk = ResNet18Trunk(1, width, 32)
         self.proj = nn.Linear(self.trunk.out_channels, dim)
         self.tokens = tokens

@@ -231,19 +231,24 @@ def test_imagenet_weights_from_local_file_and_clear_offline_error(tmp_path, monk
 
 
 def test_checkpoint_of_an_imagenet_config_loads_offline(tmp_path):
-    from test import load_model
+    from engine import model_from_checkpoint
     trained = build_model(tiny("model.width=64"))
     ckpt = {"model": trained.state_dict()}  # trained from ImageNet weights, now on a machine
     cfg = tiny("model.width=64", "model.pretrained=imagenet",  # without them
                f"model.pretrained_path={tmp_path / 'missing.pth'}")
-    model = load_model(ckpt, cfg, torch.device("cpu"))
+    model = model_from_checkpoint(ckpt, cfg, torch.device("cpu"))
     for k, v in model.state_dict().items():
         assert torch.equal(v, ckpt["model"][k]), k
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match=r"unknown model.name 'avgm'.*'avgn'"):
+    with pytest.raises(ValueError, match=r"'model.name' must be one of avgn, ezvsl; got 'avgm' "
+                                         r"\(did you mean 'avgn'\?\)"):
         build_model(tiny("model.name=avgm"))
+    cfg = tiny()
+    cfg.model.name = "avgm"  # a config changed in code, past the schema's checks
+    with pytest.raises(ValueError, match=r"unknown model.name 'avgm'.*'avgn'"):
+        build_model(cfg)
 
 
 def test_patch_grad_off_keeps_class_aware_loss_away_from_patches():

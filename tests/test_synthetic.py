@@ -25,6 +25,12 @@ def root(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def auto_root(tmp_path_factory):
+    """A data root that build_synthetic generates itself (the config's settings)."""
+    return str(tmp_path_factory.mktemp("synthetic") / "auto")
+
+
 def _cfg(root, *more):
     return load_config(None, [f"data.root={root}", f"data.image_size={S}",
                               f"data.audio.sample_rate={SR}", *CPU_AUDIO, *more])
@@ -175,10 +181,17 @@ def test_ensure_regenerates_only_on_change(tmp_path):
     foreign.mkdir()
     with pytest.raises(FileExistsError):
         syn.ensure_synthetic(str(foreign), image_size=32, sample_rate=SR, **small)
+    # a root the user wrote (tools/make_synthetic.py) is used when it fits, never replaced
+    made = str(tmp_path / "made")
+    syn.write_synthetic(made, image_size=32, sample_rate=SR, **small)
+    assert not syn.ensure_synthetic(made, image_size=32, sample_rate=SR, **small)
+    with pytest.raises(FileExistsError, match=r"make_synthetic.*'image_size': \(32, 40\)"):
+        syn.ensure_synthetic(made, image_size=40, sample_rate=SR, **small)
+    assert syn.read_meta(made)["image_size"] == 32
 
 
-def test_stream_differs_across_epochs_and_mixes(root):
-    ds = syn.build_synthetic(_cfg(root, "data.synthetic_train=50"), "train")
+def test_stream_differs_across_epochs_and_mixes(auto_root):
+    ds = syn.build_synthetic(_cfg(auto_root, "data.synthetic_train=50"), "train")
     assert len(ds) == 50 and ds.class_names == syn.CLASS_NAMES
     ds.set_epoch(0)
     a, a2 = ds[7], ds[7]
@@ -190,10 +203,10 @@ def test_stream_differs_across_epochs_and_mixes(root):
     assert a["spec"].shape == (1, 129, 64) and a["image"].shape == (3, S, S)
     assert a["gt"].shape == (1, S, S) and 0.05 * S * S < a["gt"].sum() < 0.6 * S * S
     # streamed items are not the on-disk ones
-    disk = syn.build_synthetic(_cfg(root), "train_files")
+    disk = syn.build_synthetic(_cfg(auto_root), "train_files")
     assert not any(np.allclose(disk[i]["spec"], a["spec"]) for i in range(10))
 
-    mix = syn.build_synthetic(_cfg(root, "data.synthetic_train=50", "data.num_sources=2"), "train")
+    mix = syn.build_synthetic(_cfg(auto_root, "data.synthetic_train=50", "data.num_sources=2"), "train")
     x = mix[3]
     assert x["image"].shape == (3, S, 2 * S) and x["classes"].shape == (2,)
     assert x["classes"][0] != x["classes"][1] and x["frame_slot"].tolist() == [0, 1]
@@ -202,9 +215,9 @@ def test_stream_differs_across_epochs_and_mixes(root):
         assert own > 0 and x["gt"][n].sum() == own
 
 
-def test_stream_mask_is_the_drawn_object(root):
+def test_stream_mask_is_the_drawn_object(auto_root):
     """The streamed gt mask covers the pixels of the sounding class (no flip/crop mismatch)."""
-    ds = syn.build_synthetic(_cfg(root, "data.synthetic_train=40", "data.resize_scale=1.0"),
+    ds = syn.build_synthetic(_cfg(auto_root, "data.synthetic_train=40", "data.resize_scale=1.0"),
                              "train")
     mean = np.array(IMAGENET_MEAN).reshape(3, 1, 1)
     std = np.array(IMAGENET_STD).reshape(3, 1, 1)
@@ -217,8 +230,8 @@ def test_stream_mask_is_the_drawn_object(root):
     assert np.mean(fracs) > 0.95, fracs
 
 
-def test_eval_splits_load(root):
-    cfg = _cfg(root)
+def test_eval_splits_load(auto_root):
+    cfg = _cfg(auto_root)
     for split, k, canvas_w in (("test", 1, S), ("val", 1, S), ("test_pairs", 2, 2 * S),
                                ("test_trios", 3, 3 * S), ("test_duet", 2, S)):
         ds = syn.build_synthetic(cfg, split)

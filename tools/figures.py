@@ -26,19 +26,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from datasets import build_dataset  # noqa: E402
-from engine import to_device  # noqa: E402
+from engine import load_trained, to_device  # noqa: E402
 from models import localization_maps, presence  # noqa: E402
-from test import load_model  # noqa: E402
-from utils.checkpoint import load_checkpoint  # noqa: E402
-from utils.config import apply_overrides, from_dict  # noqa: E402
 from utils.data import make_loader  # noqa: E402
-
-
-def load_for_analysis(ckpt_path, overrides=(), device="cpu"):
-    """(checkpoint dict, config with `overrides` applied, model in eval mode on `device`)."""
-    ckpt = load_checkpoint(ckpt_path)
-    cfg = apply_overrides(from_dict(ckpt["config"], stored=True), overrides)
-    return ckpt, cfg, load_model(ckpt, cfg, device)
 
 
 @torch.no_grad()
@@ -136,7 +126,7 @@ def tsne_figure(ckpt_path, out_png, split="test", max_items=500, overrides=(), d
     from sklearn.manifold import TSNE
     plt = pyplot()
 
-    ckpt, cfg, model = load_for_analysis(ckpt_path, overrides, device)
+    ckpt, cfg, model = load_trained(ckpt_path, device, overrides)
     dataset = build_dataset(cfg, split, class_names=ckpt["class_names"])
     out = model_outputs(model, dataset, device, cfg.eval.batch_size, max_items)
     names, cls = list(ckpt["class_names"]), out["cls"]

@@ -336,7 +336,8 @@ def presence_curve(run, runner, points, device):
     """Train `run` in chunks ending at `points` steps; after each, audio-presence P / R / F1 on
     val (stored in <run>/presence_curve.json). Returns {step: metrics} (sorted)."""
     from datasets import build_dataset
-    from figures import load_for_analysis, model_outputs, presence_metrics
+    from engine import load_trained
+    from figures import model_outputs, presence_metrics
     path = os.path.join(run.dir, "presence_curve.json")
     curve = {}
     if os.path.isfile(path):
@@ -348,7 +349,7 @@ def presence_curve(run, runner, points, device):
             continue
         if step in curve or (not trained and checkpoint_step(run) != step):
             continue  # already measured, or the run went past this point before the curve
-        ckpt, cfg, model = load_for_analysis(run.ckpt, device=device)
+        ckpt, cfg, model = load_trained(run.ckpt, device)
         val = build_dataset(cfg, "val", class_names=ckpt["class_names"])
         out = model_outputs(model, val, device, cfg.eval.batch_size)
         curve[step] = presence_metrics(out["presence"], out["labels"])
@@ -392,8 +393,9 @@ def negative_audio(run, device):
     """Mean map peak (raw cosine, labelled class) and max p^a on synthetic:test with the true
     audio, silence and white noise."""
     from datasets import build_dataset
-    from figures import load_for_analysis, model_outputs
-    ckpt, cfg, model = load_for_analysis(run.ckpt, device=device)
+    from engine import load_trained
+    from figures import model_outputs
+    ckpt, cfg, model = load_trained(run.ckpt, device)
     base = build_dataset(cfg, "test", "synthetic", class_names=ckpt["class_names"])
     out = {}
     for mode in ("true", "silence", "noise"):

@@ -40,9 +40,9 @@ def load_checkpoint(path, map_location="cpu"):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {path} (truncated or corrupt?): "
-                           f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # torch's text may advise weights_only=False: never for a stranger's file
+        raise RuntimeError(f"cannot read checkpoint {path}: not a checkpoint written by train.py, "
+                           f"or truncated ({type(e).__name__})") from None
     if not isinstance(ckpt, dict):
         raise RuntimeError(f"{path} is not an AVGN checkpoint (holds a {type(ckpt).__name__})")
     missing = [k for k in ("model", "config", "class_names") if k not in ckpt]

@@ -7,6 +7,9 @@
 * ``_base_: other.yaml`` (path relative to the including file) inherits values, so a benchmark
   config only states what differs;
 * ``key.sub=value`` overrides are parsed as YAML scalars/lists and type-checked;
+* a key with a fixed set of values is a ``Literal``, and `validate` checks ranges and the form of
+  ``eval.threshold``: every bad value fails when the config is loaded (also a checkpoint's stored
+  config), with one line naming the key, the value and what is allowed;
 * ``to_dict(cfg)`` is a plain dict (stored in checkpoints, dumped to the run directory) and
   ``from_dict(to_dict(cfg)) == cfg``.
 """
@@ -16,14 +19,16 @@ import logging
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Literal
 
 import yaml
+
+from .thresholds import parse_threshold
 
 
 @dataclass
 class ModelConfig:
-    name: str = "avgn"  # avgn | ezvsl
+    name: Literal["avgn", "ezvsl"] = "avgn"  # the model (Table 1-2: AVGN and the EZ-VSL baseline)
     dim: int = 512  # D, embedding size of both modalities
     num_classes: int = 37  # C, number of audio-visual class tokens (set to the dataset's classes)
     depth: int = 3  # L, transformer blocks per modality over [f; c] (AVCT)
@@ -31,14 +36,14 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # hidden size of the AVCT MLPs, as a multiple of dim
     use_class_tokens: bool = True  # AVCT on (Table 3); off: raw tokens go straight to grouping
     use_grouping: bool = True  # AVG on (Table 3); off: g_i = c_i-hat
-    assignment: str = "soft"  # soft | hard (straight-through one-hot, Gumbel noise in training)
+    assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot, Gumbel noise in training
     gumbel_tau: float = 1.0  # temperature of the Gumbel noise for hard assignment
-    audio_tokens: str = "global"  # global (paper: one max-pooled token) | grid (layer4 cells)
+    audio_tokens: Literal["global", "grid"] = "global"  # global (paper: one max-pooled token) | grid (layer4 cells)
     token_init_std: float = 0.02  # trunc-normal std of the class tokens
-    loc_features: str = "modulated"  # modulated: cos(g^a, f^v * g^v) (Eq. 10) | raw: cos(g^a, f^v)
+    loc_features: Literal["modulated", "raw"] = "modulated"  # modulated: cos(g^a, f^v * g^v) (Eq. 10) | raw: cos(g^a, f^v)
     width: int = 64  # base width of both ResNet18s (64 = standard; narrower only for CPU configs)
-    visual_stride: int = 32  # output stride of the visual trunk: 32 (paper) | 16 | 8 (layer4/3 stride 1)
-    pretrained: str = "none"  # none | imagenet (torchvision ResNet18 weights for the visual trunk)
+    visual_stride: Literal[32, 16, 8] = 32  # output stride of the visual trunk: 32 (paper) | 16 | 8 (layer4/3 stride 1)
+    pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 weights for the visual trunk
     pretrained_path: str = ""  # local resnet18 .pth for pretrained=imagenet (else torch hub cache)
 
 
@@ -76,9 +81,9 @@ class DataConfig:
     resize_scale: float = 1.1  # train: short side resized to image_size * this, then random crop
     frame_rate: float = 10.0  # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (<video>.wav)
     num_sources: int = 1  # k clips mixed per training sample (1: single-source training)
-    canvas: str = "concat"  # concat (k frames side by side) | single (one frame, all sources)
+    canvas: Literal["concat", "single"] = "concat"  # concat: k frames side by side | single: one frame, all sources
     audio: AudioConfig = field(default_factory=AudioConfig)
-    on_error: str = "raise"  # raise | skip: drop bad entries of training lists (test lists: raise)
+    on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad entries of training lists (test lists: raise)
     val_fraction: float = 0.05  # fraction of the training list held out as val (seeded)
     max_items: int = 0  # truncate each list to this many items (0: all; for smoke tests)
     num_workers: int = 4  # data-loader workers per process
@@ -92,12 +97,12 @@ class TrainConfig:
     batch_size_per_gpu: int = 32  # per process; the global batch is this x world size
     lr: float = 1e-4  # Adam learning rate (for the global batch as given, no auto-scaling)
     weight_decay: float = 0.0  # Adam weight decay
-    optimizer: str = "adam"  # adam (paper) | sgd (momentum 0.9)
-    batchnorm: str = "batch"  # batch | sync (SyncBatchNorm across processes, CUDA) | frozen (running stats)
-    schedule: str = "constant"  # constant | cosine (per step, with warm-up)
+    optimizer: Literal["adam", "sgd"] = "adam"  # adam (paper) | sgd (momentum 0.9)
+    batchnorm: Literal["batch", "sync", "frozen"] = "batch"  # sync: SyncBatchNorm across processes (CUDA) | frozen: running stats
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: per step, after the warm-up
     warmup_steps: int = 0  # linear learning-rate warm-up steps
     clip_grad: float = 0.0  # max gradient norm (0: off)
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only; ignored on CPU)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (CUDA only; ignored on CPU)
     channels_last: bool = False  # channels_last memory format for the encoders
     compile: bool = False  # torch.compile the model
     eval_every: int = 1  # evaluate on the val split every k epochs (0: never)
@@ -111,8 +116,8 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     test_sets: List[str] = field(default_factory=list)  # benchmarks to test (default: data.dataset)
-    protocol: str = "frame"  # frame (paper) | source (official code: each source on its own frame)
-    threshold: str = "median"  # median | fixed:v | max_ratio:r  (binarisation for IoU)
+    protocol: Literal["frame", "source"] = "frame"  # frame (paper) | source: each source's map cropped to its frame
+    threshold: str = "median"  # binarisation for IoU: median | fixed:v (v in [0, 1]) | max_ratio:r (r in (0, 1])
     iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
     batch_size: int = 32  # evaluation batch per process
@@ -149,6 +154,13 @@ def _suggest(key, choices):
 def _check_value(value, tp, where):
     """Return `value` converted to type `tp`, or raise ConfigError naming `where`."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        names = ", ".join(map(str, allowed))
+        hint = _suggest(value, allowed) if isinstance(value, str) else ""
+        raise ConfigError(f"config key '{where}' must be one of {names}; got {value!r}{hint}")
     if origin in (list, List):
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -204,8 +216,11 @@ def _read_yaml(path, seen=()):
         raise ConfigError(f"config file not found: {path}")
     if path in seen:
         raise ConfigError(f"_base_ cycle through {path}")
-    with open(path) as f:
-        values = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            values = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = values.pop("_base_", None)
@@ -229,7 +244,12 @@ def parse_overrides(overrides):
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"override '{item}': the value of '{key.strip()}' is not valid "
+                              f"YAML ({problem})") from None
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -239,8 +259,67 @@ def parse_overrides(overrides):
 
 
 def apply_overrides(cfg, overrides):
-    """Apply ['a.b=1', ...] to `cfg` in place (type-checked, unknown keys are errors); returns it."""
+    """Apply ['a.b=1', ...] to `cfg` in place (type-checked, unknown keys are errors, values
+    checked by `validate`); returns it."""
     _merge(cfg, parse_overrides(overrides))
+    return validate(cfg)
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _unit(v):
+    return 0 <= v <= 1
+
+
+# Ranges the types alone do not state: (key, test, what the value must be).
+RANGES = [
+    ("model.dim", _positive, "> 0"), ("model.num_classes", _positive, "> 0"),
+    ("model.depth", _non_negative, ">= 0"), ("model.heads", _positive, "> 0"),
+    ("model.mlp_ratio", _positive, "> 0"), ("model.gumbel_tau", _positive, "> 0"),
+    ("model.token_init_std", _non_negative, ">= 0"), ("model.width", _positive, "> 0"),
+    ("loss.tau", _positive, "> 0"),
+    ("data.image_size", _positive, "> 0"), ("data.resize_scale", lambda v: v >= 1, ">= 1"),
+    ("data.frame_rate", _positive, "> 0"), ("data.num_sources", _positive, "> 0"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.max_items", _non_negative, ">= 0"), ("data.num_workers", _non_negative, ">= 0"),
+    ("data.synthetic_train", _non_negative, ">= 0"),
+    ("data.audio.sample_rate", _positive, "> 0"), ("data.audio.seconds", _positive, "> 0"),
+    ("data.audio.n_fft", _positive, "> 0"), ("data.audio.hop", _positive, "> 0"),
+    ("data.audio.frames", _positive, "> 0"), ("data.audio.freq_bins", _non_negative, ">= 0"),
+    ("data.audio.log_std", _positive, "> 0"),
+    ("train.epochs", _positive, "> 0"), ("train.batch_size_per_gpu", _positive, "> 0"),
+    ("train.lr", _positive, "> 0"), ("train.weight_decay", _non_negative, ">= 0"),
+    ("train.warmup_steps", _non_negative, ">= 0"), ("train.clip_grad", _non_negative, ">= 0"),
+    ("train.eval_every", _non_negative, ">= 0"), ("train.log_every", _positive, "> 0"),
+    ("train.max_steps", _non_negative, ">= 0"),
+    ("eval.iou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
+    ("eval.ciou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
+    ("eval.batch_size", _positive, "> 0"), ("eval.save_vis", _non_negative, ">= 0"),
+]
+
+
+def validate(cfg):
+    """Check what the types alone do not: ranges, eval.threshold's form, and that model.dim
+    splits into model.heads. Raises ConfigError naming the key; returns `cfg`."""
+    for key, ok, what in RANGES:
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not ok(value):
+            raise ConfigError(f"config key '{key}' must be {what}; got {value!r}")
+    try:
+        parse_threshold(cfg.eval.threshold)
+    except ValueError as e:
+        raise ConfigError(f"config key 'eval.threshold': {e}") from None
+    if cfg.model.dim % cfg.model.heads:
+        raise ConfigError(f"config key 'model.dim' ({cfg.model.dim}) must be divisible by "
+                          f"model.heads ({cfg.model.heads})")
     return cfg
 
 
@@ -253,7 +332,7 @@ def from_dict(values, stored=False):
     if dropped:
         logging.getLogger("avgn").warning("ignored stored config keys this version does not "
                                           "have: %s", ", ".join(dropped))
-    return cfg
+    return validate(cfg)
 
 
 def to_dict(cfg):

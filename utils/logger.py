@@ -1,4 +1,8 @@
-"""Logging: INFO on rank 0 (console + <output_dir>/train.log), WARNING elsewhere."""
+"""Logging: INFO on rank 0 (console + <output_dir>/train.log), WARNING elsewhere.
+
+Every module of the project logs to a child of the "avgn" logger (``logging.getLogger("avgn." +
+__name__)``), and Python warnings (``warnings.warn``, e.g. torch's) are captured too, so all of
+them reach the console and train.log once `setup_logging` has run."""
 import json
 import logging
 import os
@@ -12,18 +16,21 @@ logger = logging.getLogger("avgn")
 
 def setup_logging(output_dir=None, filename="train.log"):
     main = is_main_process()
-    logger.handlers.clear()
-    logger.setLevel(logging.INFO if main else logging.WARNING)
-    logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(fmt)
-    logger.addHandler(handler)
+    handlers = [logging.StreamHandler(sys.stdout)]
     if main and output_dir:
         os.makedirs(output_dir, exist_ok=True)
-        fh = logging.FileHandler(os.path.join(output_dir, filename))
-        fh.setFormatter(fmt)
-        logger.addHandler(fh)
+        handlers.append(logging.FileHandler(os.path.join(output_dir, filename)))
+    logging.captureWarnings(True)
+    for target in (logger, logging.getLogger("py.warnings")):
+        for h in target.handlers:
+            h.close()
+        target.handlers.clear()
+        target.setLevel(logging.INFO if main else logging.WARNING)
+        target.propagate = False
+        for h in handlers:
+            h.setFormatter(fmt)
+            target.addHandler(h)
     return logger
 
 
