@@ -156,7 +156,14 @@ def _train_lists(cfg, spec):
     return [_metadata_path(cfg, n) for n in (spec.train_list,) + tuple(spec.extra_train_lists)]
 
 
-def _read_train_list(cfg, name, spec):
+def training_lists(cfg, name: Optional[str] = None) -> List[str]:
+    """Paths of the training list files benchmark `name` (default data.dataset) reads; [] for
+    the synthetic benchmark (its training items are rendered in memory)."""
+    spec = BENCHMARKS.get(name or cfg.data.dataset)
+    return _train_lists(cfg, spec) if spec else []
+
+
+def _read_train_list(cfg, name, spec, report=None):
     entries = []
     for path in _train_lists(cfg, spec):
         if not os.path.isfile(path):
@@ -166,7 +173,9 @@ def _read_train_list(cfg, name, spec):
                     "vggsound.csv with datasets.records.read_vggsound_csv and write_list "
                     "(README, 'Data')")
             raise DataError(f"training list not found: {path}.{hint}")
-        if cfg.data.on_error == "skip":
+        if report is not None:
+            entries += read_list(path, 2, 3, on_bad=report.append)
+        elif cfg.data.on_error == "skip":
             entries += _lenient_list(path)
         else:
             entries += read_list(path, min_fields=2, max_fields=3)
@@ -195,8 +204,9 @@ def _split_val(entries, fraction):
 
 
 def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
-                    class_names: Optional[Sequence[str]] = None) -> AudioVisualDataset:
-    """Dataset of benchmark `spec` for `split` (see the module docstring)."""
+                    class_names: Optional[Sequence[str]] = None,
+                    report: Optional[list] = None) -> AudioVisualDataset:
+    """Dataset of benchmark `spec` for `split` (see the module docstring and `build_dataset`)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}', expected one of {SPLITS}")
     d = cfg.data
@@ -205,7 +215,7 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
     train_path = _metadata_path(cfg, spec.train_list)
     have_train = os.path.isfile(train_path)
     need_train = split != "test" or (have_train and class_names is None)
-    train_entries = _read_train_list(cfg, name, spec) if need_train else None
+    train_entries = _read_train_list(cfg, name, spec, report) if need_train else None
     if class_names is None and train_entries is not None:
         class_names = sorted({c for e in train_entries for c in e.classes})
 
@@ -218,10 +228,19 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
         d = dataclasses.replace(d, on_error="raise")
         annotate = _Annotator(cfg, spec)
         path = _metadata_path(cfg, spec.test_list if split == "test" else spec.val_list)
+        bad = None if report is None else report.append
         if split == "test" and spec.test_pairs:
-            items = [tuple(annotate(e) for e in p) for p in read_pair_list(path)]
+            groups = read_pair_list(path, on_bad=bad)
         else:
-            items = [(annotate(e),) for e in read_list(path, 1, 3)]
+            groups = [(e,) for e in read_list(path, 1, 3, on_bad=bad)]
+        items = []
+        for group in groups:
+            try:
+                items.append(tuple(annotate(e) for e in group))
+            except DataError as e:
+                if report is None:
+                    raise
+                report.append(str(e))
         if not items:
             raise DataError(f"{split} list {path} has no entries")
         if class_names is None:
@@ -230,7 +249,7 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
                            "indices follow the %d classes of the test set", name, train_path,
                            len(class_names))
         return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas,
-                                  seed=VAL_SEED, origin=path)
+                                  seed=VAL_SEED, origin=path, report=report)
 
     train_e, val_e = (train_entries, []) if spec.val_list else _split_val(train_entries,
                                                                          d.val_fraction)
@@ -238,26 +257,26 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
     if split == "train":
         return AudioVisualDataset([(plain(e),) for e in train_e], class_names, d, train=True,
                                   num_sources=d.num_sources, canvas=canvas, seed=cfg.train.seed,
-                                  origin=origin)
+                                  origin=origin, report=report)
     # val carve-out: test transforms; mirrors the test split (pairs for pair benchmarks)
     items = [(plain(e),) for e in val_e]
     if spec.test_pairs and len(items) > 1:
         mixer = MixtureSampler([it[0].classes for it in items], 2, VAL_SEED)
         items = [it + items[mixer.partners(i, 0)[0]] for i, it in enumerate(items)]
     return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas, seed=VAL_SEED,
-                              origin=f"val carve-out of {origin}")
+                              origin=f"val carve-out of {origin}", report=report)
 
 
 def _benchmark_builder(name):
-    def build(cfg, split, class_names=None):
-        return build_from_spec(cfg, split, BENCHMARKS[name], name, class_names)
+    def build(cfg, split, class_names=None, report=None):
+        return build_from_spec(cfg, split, BENCHMARKS[name], name, class_names, report)
     build.__name__ = f"build_{name}"
     return build
 
 
-def build_synthetic_dataset(cfg, split, class_names=None):
+def build_synthetic_dataset(cfg, split, class_names=None, report=None):
     from datasets.synthetic import build_synthetic  # written to the same layout, imported lazily
-    return build_synthetic(cfg, split, class_names=class_names)
+    return build_synthetic(cfg, split, class_names=class_names, report=report)
 
 
 DATASETS = {
@@ -274,14 +293,18 @@ DATASETS = {
 
 
 def build_dataset(cfg, split: str, name: Optional[str] = None,
-                  class_names: Optional[Sequence[str]] = None) -> AudioVisualDataset:
+                  class_names: Optional[Sequence[str]] = None,
+                  report: Optional[list] = None) -> AudioVisualDataset:
     """Dataset `name` (default cfg.data.dataset) for split 'train' | 'val' | 'test' (the
     synthetic benchmark has more test splits, see datasets.synthetic).
 
     class_names: the training classes (e.g. from a checkpoint); default: read from the training
     list. Unknown name -> ValueError listing the known ones; unknown split -> ValueError.
+    report: None (bad input raises, or is skipped per data.on_error), or a list: checking mode
+    (tools/check_data.py), where every bad list line or entry of any split is dropped and its
+    message appended to `report`.
     """
     name = name or cfg.data.dataset
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](cfg, split, class_names=class_names)
+    return DATASETS[name](cfg, split, class_names=class_names, report=report)

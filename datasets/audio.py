@@ -148,8 +148,8 @@ def load_window(path: str, sample_rate: int, seconds: float,
         raise DataError(f"cannot decode audio {path}: {type(e).__name__}: {e}") from e
     if x.size and not (np.isfinite(x).all() and np.abs(x).max() <= MAX_AMPLITUDE):
         bad = x[~np.isfinite(x)] if not np.isfinite(x).all() else x[np.abs(x).argmax()][None]
-        raise DataError(f"audio {path} holds sample values such as {bad[0]!r}: decoded audio "
-                        f"must be finite and within +-{MAX_AMPLITUDE:g} (about [-1, 1])")
+        raise DataError(f"audio {path} holds sample values such as {float(bad[0])!r}: decoded "
+                        f"audio must be finite and within +-{MAX_AMPLITUDE:g} (about [-1, 1])")
     try:
         return _fit(x, n)
     except DataError:

@@ -142,6 +142,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         canvas: 'concat' (k frames side by side, W = k * H) or 'single' (one frame; mixing refused).
         seed: seed of the mixtures and augmentations (same seed and epoch -> same samples).
         origin: where the items come from (e.g. the list files), for messages.
+        report: None, or a list (checking mode): every bad item is dropped at start-up and its
+            message appended, whatever data_cfg.on_error says.
 
     Extension points (a subclass may render items in memory instead of reading files):
         load_frame(record) -> PIL.Image RGB, the full frame;
@@ -158,7 +160,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
 
     def __init__(self, items: Sequence[Sequence[Record]], class_names: Sequence[str], data_cfg,
                  train: bool, num_sources: int = 1, canvas: str = "concat", seed: int = 0,
-                 check: bool = True, origin: str = ""):
+                 check: bool = True, origin: str = "", report: Optional[list] = None):
         if canvas not in CANVASES:
             raise ValueError(f"canvas must be one of {CANVASES}, got '{canvas}'")
         if data_cfg.on_error not in ("raise", "skip"):
@@ -183,7 +185,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             self.items = self.items[:data_cfg.max_items]
         self.num_dropped = 0
         if check:
-            self._check_items()
+            self._check_items(report)
         self.mixer = MixtureSampler([self.item_classes(i) for i in range(len(self.items))],
                                     self.num_sources, self.seed) if self.num_sources > 1 else None
         self._epoch = torch.zeros(1, dtype=torch.long).share_memory_()  # seen by live workers
@@ -227,7 +229,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         return None
 
     # ------------------------------------------------------------------ bookkeeping
-    def _check_items(self):
+    def _check_items(self, report=None):
         kept, bad, first = [], 0, None
         for it in self.items:
             msg = next(((r, m) for r in it for m in [self.check_record(r)] if m), None)
@@ -236,16 +238,18 @@ class AudioVisualDataset(torch.utils.data.Dataset):
                 continue
             r, m = msg
             text = f"{m} (list entry {r.where or r.id})"
-            if self.cfg.on_error == "raise":
+            if report is not None:
+                report.append(text)
+            elif self.cfg.on_error == "raise":
                 raise DataError(text + "; data.on_error=skip drops such items from training "
                                 "lists (test lists are used whole: to evaluate a subset, write a "
                                 "list without them)")
             bad += 1
             first = first or text
-        if bad and not kept:
+        if bad and not kept and report is None:
             raise DataError(f"all {bad} items of {self.origin} have bad input "
                             f"(data.on_error=skip); first: {first}")
-        if bad:
+        if bad and report is None:
             logger.warning("dropped %d of %d items of %s with bad input (data.on_error=skip); "
                            "first: %s", bad, len(self.items), self.origin, first)
         self.items = kept

@@ -113,12 +113,17 @@ def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
     return out
 
 
-def read_pair_list(path: str) -> List[Tuple[ListEntry, ListEntry]]:
-    """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames)."""
+def read_pair_list(path: str, on_bad=None) -> List[Tuple[ListEntry, ListEntry]]:
+    """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames).
+    on_bad: as in `read_list`."""
     out = []
     for where, row in _csv_rows(path):
         if len(row) < 4 or len(row) % 2 or not all(row):
-            raise DataError(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}")
+            message = f"{where}: expected id1,class1,id2,class2[,...], got {row!r}"
+            if on_bad is None:
+                raise DataError(message)
+            on_bad(message)
+            continue
         out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
                          for i in range(0, len(row), 2)))
     return out

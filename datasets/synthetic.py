@@ -684,7 +684,7 @@ SPLITS = ("train", "train_files", "val", "test", "test_pairs", "test_trios", "te
 DEFAULT_STREAM_LENGTH = 8000
 
 
-def build_synthetic(cfg, split, class_names=None):
+def build_synthetic(cfg, split, class_names=None, report=None):
     """The synthetic benchmark's dataset for `split` (generating cfg.data.root when needed).
 
     split: 'train' (streamed, cfg.data.synthetic_train items per epoch, default
@@ -693,6 +693,7 @@ def build_synthetic(cfg, split, class_names=None):
         format), 'test_pairs', 'test_trios' (2 / 3 test clips side by side), 'test_duet'
         (2 sources in one frame, MUSIC-Duet format).
     class_names: checked against CLASS_NAMES when given (e.g. from a checkpoint).
+    report: checking mode, see `datasets.build_dataset`.
     The data root is rendered at cfg.data.image_size, cfg.data.audio.sample_rate and .seconds
     (seed 0, DEFAULT_SIZES); a root written with other settings is regenerated.
     """
@@ -709,5 +710,6 @@ def build_synthetic(cfg, split, class_names=None):
         return SyntheticStream(d.synthetic_train or DEFAULT_STREAM_LENGTH, d, seed=cfg.train.seed,
                                num_sources=d.num_sources, canvas=d.canvas)
     if split in ("train_files", "val"):
-        return build_from_spec(cfg, split[:5], DISK_SPECS["test"], "synthetic", CLASS_NAMES)
-    return build_from_spec(cfg, "test", DISK_SPECS[split], "synthetic", CLASS_NAMES)
+        return build_from_spec(cfg, split[:5], DISK_SPECS["test"], "synthetic", CLASS_NAMES,
+                               report)
+    return build_from_spec(cfg, "test", DISK_SPECS[split], "synthetic", CLASS_NAMES, report)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-import test as tester
+from conftest import load_script
 from datasets import BENCHMARKS, build_dataset
 from datasets.records import read_list, read_pair_list
 from models import build_model
@@ -64,7 +64,7 @@ def test_paper_config_runs_end_to_end(name, tmp_path, metadata_dir):
     ckpt = tmp_path / "ckpt.pth"
     save_checkpoint({"model": build_model(cfg).state_dict(), "config": to_dict(cfg),
                      "class_names": list(class_names)}, str(ckpt))
-    results = tester.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out")])
+    results = load_script("test.py").main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out")])
     assert set(results) == set(cfg.eval.test_sets)
     for test_set, metrics in results.items():
         key = "CAP" if BENCHMARKS[test_set].test_pairs or test_set == "music_duet" else "AP"

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import test as tester
+from conftest import load_script
 import train
 from utils.checkpoint import load_checkpoint
 
@@ -46,7 +46,7 @@ def test_train_then_test(tmp_path, synth_root):
     assert set(end) == {"synthetic:test", "synthetic:test_pairs", "synthetic:test_duet"}
     assert os.listdir(tmp_path / "run" / "vis_synthetic_test")
 
-    results = tester.main(["--ckpt", str(tmp_path / "run" / "best.pth"), "--out",
+    results = load_script("test.py").main(["--ckpt", str(tmp_path / "run" / "best.pth"), "--out",
                            str(tmp_path / "eval"), "--save-vis", "2", "eval.protocol=source",
                            "eval.threshold=fixed:0.5"])
     single, pairs = results["synthetic:test"], results["synthetic:test_pairs"]
@@ -127,9 +127,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, synth_root):
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match=r"cannot read checkpoint .*truncated\.pth"):
-        tester.main(["--ckpt", str(bad)])
+        load_script("test.py").main(["--ckpt", str(bad)])
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        tester.main(["--ckpt", str(tmp_path / "nope.pth")])
+        load_script("test.py").main(["--ckpt", str(tmp_path / "nope.pth")])
 
 
 def test_non_finite_loss_stops_with_step_and_terms(tmp_path, synth_root, monkeypatch):
@@ -205,7 +205,7 @@ def test_two_processes_match_one_with_gathered_negatives(tmp_path, synth_root):
 def test_evaluation_under_two_processes_counts_each_item_once(tmp_path, synth_root):
     ckpt = run_train(tmp_path / "run", synth_root, "train.max_steps=1", "train.eval_every=0",
                      "eval.test_at_end=false", "data.max_items=23")  # odd: the sampler pads
-    one = tester.main(["--ckpt", ckpt, "--out", str(tmp_path / "one")])
+    one = load_script("test.py").main(["--ckpt", ckpt, "--out", str(tmp_path / "one")])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--rdzv-endpoint=localhost:0", "--rdzv-backend=c10d", "test.py", "--ckpt", ckpt,
            "--out", str(tmp_path / "two")]

@@ -21,6 +21,7 @@ def setup_logging(output_dir=None, filename="train.log"):
     if main and output_dir:
         os.makedirs(output_dir, exist_ok=True)
         handlers.append(logging.FileHandler(os.path.join(output_dir, filename)))
+    logging.captureWarnings(False)  # then True: installs the capture again if it was replaced
     logging.captureWarnings(True)
     for target in (logger, logging.getLogger("py.warnings")):
         for h in target.handlers:

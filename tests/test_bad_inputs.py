@@ -1,0 +1,336 @@
+"""Bad input, as a new user gives it: each case ends before training with one message that names
+the key, file or list line, and nothing a finished run wrote is ever lost.
+
+The data is a small VGG-SS-layout benchmark (the synthetic generator's frames, wavs and
+annotations under the vggss file names), copied per test so that each case can break its own.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import train
+from datasets import build_dataset
+from datasets.records import DataError, read_vggss_json
+from datasets.synthetic import write_synthetic
+from utils.config import ConfigError, load_config
+
+SR = 8000
+TINY = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.visual_stride=8",
+        "data.image_size=32", f"data.audio.sample_rate={SR}", "data.audio.seconds=1.0",
+        "data.audio.n_fft=256", "data.audio.hop=125", "data.audio.frames=64",
+        "data.audio.freq_bins=64", "data.num_workers=0", "train.batch_size_per_gpu=8",
+        "train.epochs=1", "train.max_steps=1", "train.eval_every=0", "eval.batch_size=16",
+        "eval.save_vis=0", "data.dataset=vggss", "data.val_fraction=0", "eval.test_sets=[vggss]"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("vggss") / "base")
+    write_synthetic(out, image_size=32, sample_rate=SR, seconds=1.0, num_train=40, num_val=4,
+                    num_test=12, num_duet=2, num_pairs=4, num_trios=2)
+    for src, dst in (("train.txt", "vggsound_single_train.txt"), ("test.txt", "vggss_test.csv"),
+                     ("annotations.json", "vggss.json")):
+        shutil.copy(os.path.join(out, src), os.path.join(out, dst))
+    return out
+
+
+@pytest.fixture
+def root(base, tmp_path):
+    """A private copy of the benchmark."""
+    return shutil.copytree(base, str(tmp_path / "data"))
+
+
+def fit(root, out, *extra):
+    train.main(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
+                f"train.output_dir={out}", *extra])
+    return os.path.join(out, "checkpoint.pth")
+
+
+def rewrite(path, edit):
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(edit(text))
+
+
+# ----------------------------------------------------------------------------- data loss
+def test_rerun_into_a_finished_run_is_refused(root, tmp_path):
+    out = str(tmp_path / "run")
+    ckpt = fit(root, out, "train.max_steps=2", "eval.test_at_end=false")
+    before = {n: open(os.path.join(out, n), "rb").read() for n in ("checkpoint.pth", "log.jsonl")}
+    with pytest.raises(FileExistsError, match=r"run.* already holds a run \(checkpoint.pth, "
+                                              r"log.jsonl\).*--resume auto.*--overwrite"):
+        fit(root, out, "train.max_steps=1", "eval.test_at_end=false")
+    assert before == {n: open(os.path.join(out, n), "rb").read() for n in before}
+    fit(root, out, "train.max_steps=1", "eval.test_at_end=false", "--overwrite")  # on purpose
+    assert torch.load(ckpt, weights_only=True)["step"] == 1
+    with open(os.path.join(out, "log.jsonl")) as f:
+        assert len(f.readlines()) == 1  # the old run's lines are gone, not mixed in
+
+
+def test_failing_resume_names_the_keys_and_changes_nothing(root, tmp_path):
+    out = str(tmp_path / "run")
+    fit(root, out, "train.epochs=2", "train.max_steps=2", "eval.test_at_end=false")
+    names = ("config.yaml", "train.log", "checkpoint.pth", "log.jsonl")
+    before = {n: open(os.path.join(out, n), "rb").read() for n in names}
+    with pytest.raises(ValueError, match=r"trained with model.dim=32 \(command: 64\)"):
+        fit(root, out, "model.dim=64", "--resume", "auto")
+    with pytest.raises(ValueError, match=r"model.name='avgn' \(command: 'ezvsl'\)"):
+        fit(root, out, "model.name=ezvsl", "--resume", "auto")
+    assert before == {n: open(os.path.join(out, n), "rb").read() for n in names}
+    # overrides after the flags (argparse's intermixed parsing) continue the run
+    train.main(["--config", "configs/synthetic.yaml", "--resume", "auto", *TINY,
+                f"data.root={root}", f"train.output_dir={out}", "train.epochs=2",
+                "train.max_steps=3", "eval.test_at_end=false"])
+    assert torch.load(os.path.join(out, "checkpoint.pth"), weights_only=True)["step"] == 3
+
+
+# ----------------------------------------------------------------------------- config values
+BAD_VALUES = [
+    ("train.schedule=cosin", r"'train.schedule' must be one of constant, cosine; got 'cosin' "
+                             r"\(did you mean 'cosine'\?\)"),
+    ("train.batchnorm=synk", r"'train.batchnorm' must be one of batch, sync, frozen"),
+    ("train.optimizer=adamw", r"'train.optimizer' must be one of adam, sgd; got 'adamw'"),
+    ("data.canvas=concatt", r"'data.canvas' must be one of concat, single"),
+    ("model.loc_features=modulatd", r"'model.loc_features' must be one of modulated, raw"),
+    ("model.assignment=hrd", r"'model.assignment' must be one of soft, hard"),
+    ("model.audio_tokens=grd", r"'model.audio_tokens' must be one of global, grid"),
+    ("model.visual_stride=12", r"'model.visual_stride' must be one of 32, 16, 8; got 12$"),
+    ("eval.protocol=frames", r"'eval.protocol' must be one of frame, source"),
+    ("eval.threshold=fixd:0.5", r"'eval.threshold'.*median, fixed:v.*got 'fixd:0.5'"),
+    ("eval.threshold=fixed:50", r"'eval.threshold'.*\(0 <= v <= 1\).*got 'fixed:50'"),
+    ("eval.threshold=fixed:abc", r"'eval.threshold'.*got 'fixed:abc'"),
+    ("eval.threshold=max_ratio:0", r"'eval.threshold'.*\(0 < r <= 1\)"),
+    ("train.lr=[1", r"override 'train.lr=\[1': the value of 'train.lr' is not valid YAML"),
+    ("data.val_fraction=1.5", r"'data.val_fraction' must be in \[0, 1\); got 1.5"),
+    ("train.batch_size_per_gpu=0", r"'train.batch_size_per_gpu' must be > 0; got 0"),
+    ("model.dim=99", r"'model.dim' \(99\) must be divisible by model.heads"),
+    ("eval.ciou_thresholds=[0.3, 30]", r"'eval.ciou_thresholds' must be in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_config_value_fails_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/synthetic.yaml", [override])
+
+
+def test_bad_values_stop_every_entry_point_before_anything_is_written(root, tmp_path, script):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="eval.threshold"):
+        fit(root, out, "eval.threshold=fixd:0.5")
+    assert not out.exists()
+    ckpt = fit(root, out, "eval.test_at_end=false")
+    for bad in ("eval.protocol=frames", "train.schedule=cosin"):  # on --resume too
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            train.main(["--resume", ckpt, bad])
+    with pytest.raises(ConfigError, match="eval.protocol"):
+        script("test.py").main(["--ckpt", ckpt, "eval.protocol=frames"])
+    bad = {**torch.load(ckpt, weights_only=True)}
+    bad["config"]["eval"]["threshold"] = "fixd:0.5"  # a stored config is checked like a file
+    torch.save(bad, str(tmp_path / "bad.pth"))
+    demo = script("demo.py")
+    with pytest.raises(demo.DemoError, match="bad.pth .*'eval.threshold'.*got 'fixd:0.5'"):
+        demo.load_demo_model(str(tmp_path / "bad.pth"), torch.device("cpu"))
+
+
+def test_no_assert_validates_input_under_python_O():
+    code = ("from utils.config import load_config\n"
+            "load_config(None, ['model.loc_features=modulatd'])")
+    p = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert p.returncode != 0 and "'model.loc_features' must be one of" in p.stderr
+    from models.avgn import AVGN
+    with pytest.raises(ValueError, match="loc_features must be modulated or raw"):
+        AVGN(num_classes=2, dim=8, heads=2, width=8, loc_features="modulatd")
+
+
+# ----------------------------------------------------------------------------- data
+def _annotation(root, edit):
+    path = os.path.join(root, "vggss.json")
+    with open(path) as f:
+        entries = json.load(f)
+    edit(entries)
+    with open(path, "w") as f:
+        json.dump(entries, f)
+
+
+@pytest.mark.parametrize("box,message", [
+    ([0.6, 0.2, 0.3, 0.7], r"is inverted"),
+    ([10, 20, 100, 200], r"lies outside \[0, 1\].*pixel units"),
+])
+def test_bad_boxes_name_the_entry(root, box, message):
+    def edit(entries):
+        entries[-1]["bbox"] = [box]  # a test item (the last entries)
+    _annotation(root, edit)
+    name = json.load(open(os.path.join(root, "vggss.json")))[-1]["file"]
+    with pytest.raises(DataError, match=rf"vggss.json\[\d+\] \({name}\): box .*{message}"):
+        read_vggss_json(os.path.join(root, "vggss.json"))
+
+
+def test_rounding_and_unset_corners_stay_clipped(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([{"file": "a", "class": "x", "bbox": [[-0.004, 0.1, 1.003, 0.5]]},
+                                {"file": "b", "class": "x",  # vggss.json's unset corner
+                                 "bbox": [[0.38, 0.86, 0.70, -2.8823037615171176e+16]]}]))
+    boxes = read_vggss_json(str(path))
+    assert boxes["a"][1] == [(0.0, 0.1, 1.0, 0.5)]
+    assert boxes["b"][1] == [(0.38, 0.86, 0.70, 0.0)]  # empty: excluded from AP, as before
+
+
+def test_real_vggss_annotation_still_reads():
+    path = os.path.join(ROOT, "..", "shared", "metadata", "vggss.json")
+    if not os.path.isfile(path):
+        pytest.skip("no ../shared/metadata")
+    assert len(read_vggss_json(path)) > 5000
+
+
+def _drop_frame(root):
+    os.remove(os.path.join(root, "frames", "test_000003.jpg"))
+
+
+def _append(line):
+    return lambda root: rewrite(os.path.join(root, "vggss_test.csv"), lambda t: t + line)
+
+
+def _empty(root):
+    open(os.path.join(root, "vggss_test.csv"), "w").close()
+
+
+def _bom_on_first_line_and_missing(root):
+    rewrite(os.path.join(root, "vggss_test.csv"), lambda t: "\ufeff" + t)
+    _drop_frame(root)
+
+
+TEST_LIST_DEFECTS = [
+    (_drop_frame, r"frame file not found: .*test_000003.jpg \(list entry .*vggss_test.csv:4\)"),
+    (_append("extra_1,violin\n"), r"vggss_test.csv:13: 'extra_1' has no annotation in vggss.json"),
+    (_append("test_999999\n"), r"vggss_test.csv:13: 'test_999999' has no annotation"),
+    (_empty, r"test list .*vggss_test.csv has no entries"),
+    (_bom_on_first_line_and_missing, r"test_000003.jpg \(list entry .*vggss_test.csv:4\)"),
+]
+
+
+@pytest.mark.parametrize("breaks,message", TEST_LIST_DEFECTS,
+                         ids=["missing jpg", "unknown id", "no annotation", "empty", "bom"])
+def test_test_list_defects_stop_training_before_the_first_step(root, tmp_path, breaks, message):
+    breaks(root)
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=message):
+        fit(root, out)
+    assert not (out / "checkpoint.pth").exists()
+    assert "step 1" not in (out / "train.log").read_text()
+
+
+def test_unknown_class_in_a_test_list_is_named(root, tmp_path):
+    def edit(entries):
+        entries[-1]["class"] = "violin"
+    _annotation(root, edit)
+    rewrite(os.path.join(root, "vggss_test.csv"), lambda t: t.replace(
+        t.splitlines()[-1], t.splitlines()[-1].split(",")[0] + ",violin"))
+    with pytest.raises(DataError, match=r"unknown class 'violin' .*vggss_test.csv:12"):
+        fit(root, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()  # found before training
+
+
+def test_empty_training_list_is_named(root, tmp_path):
+    open(os.path.join(root, "vggsound_single_train.txt"), "w").close()
+    with pytest.raises(DataError, match=r"training list .*vggsound_single_train.txt has no "
+                                        r"entries"):
+        fit(root, tmp_path / "run")
+    rewrite(os.path.join(root, "vggsound_single_train.txt"), lambda t: "train_000000,cross\n")
+    with pytest.raises(ValueError, match=r"1 training items \(.*vggsound_single_train.txt\) give "
+                                         r"no full batch"):
+        fit(root, tmp_path / "run2", "eval.test_at_end=false")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e30])
+def test_non_finite_audio_names_file_and_line(root, value):
+    wav = os.path.join(root, "audio", "test_000002.wav")
+    x = np.zeros(SR, np.float32)
+    x[SR // 2] = value
+    sf.write(wav, x, SR, subtype="FLOAT")
+    ds = build_dataset(load_config("configs/synthetic.yaml", TINY + [f"data.root={root}"]),
+                       "test", class_names=None)
+    with pytest.raises(DataError, match=r"audio .*test_000002.wav holds sample values such as "
+                                        r".*\(list entry .*vggss_test.csv:3\)"):
+        ds[2]
+
+
+def test_byte_order_marks_are_read(root, tmp_path):
+    for name in ("vggsound_single_train.txt", "vggss_test.csv", "vggss.json"):
+        rewrite(os.path.join(root, name), lambda t: "\ufeff" + t)
+    cfg = load_config("configs/synthetic.yaml", TINY + [f"data.root={root}", "data.on_error=skip"])
+    assert len(build_dataset(cfg, "train")) == 40  # the first line is not dropped
+    assert build_dataset(cfg, "test")[0]["id"] == "test_000000"
+
+
+def test_broken_json_names_its_file(root):
+    rewrite(os.path.join(root, "vggss.json"), lambda t: t[:-5])
+    cfg = load_config("configs/synthetic.yaml", TINY + [f"data.root={root}"])
+    with pytest.raises(DataError, match=r"vggss.json: not valid JSON"):
+        build_dataset(cfg, "test")
+
+
+def test_every_warning_reaches_console_and_train_log(root, tmp_path, capsys):
+    os.remove(os.path.join(root, "frames", "train_000005.jpg"))
+    out = tmp_path / "run"
+    fit(root, out, "data.on_error=skip", "eval.test_at_end=false")
+    text = (out / "train.log").read_text()
+    assert "dropped 1 of 40 items of" in text and "train_000005.jpg" in text
+    assert "dropped 1 of 40 items" in capsys.readouterr().out
+    warnings.warn("a library's warning")  # Python warnings are captured as well
+    assert "a library's warning" in (out / "train.log").read_text()
+
+
+def test_random_file_as_checkpoint(tmp_path, script):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    with pytest.raises(RuntimeError) as e:
+        script("test.py").main(["--ckpt", str(junk)])
+    assert str(e.value).startswith(f"cannot read checkpoint {junk}: not a checkpoint written by "
+                                   "train.py, or truncated (")
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- check_data
+def test_check_data_reports_every_bad_entry_and_cleans_the_training_list(root, tmp_path):
+    from tools.check_data import main as check_data
+    with open(os.path.join(root, "frames", "train_000007.jpg"), "wb") as f:
+        f.write(b"\xff\xd8 not a jpeg")  # exists, cannot be decoded
+    os.remove(os.path.join(root, "audio", "train_000011.wav"))
+    rewrite(os.path.join(root, "vggsound_single_train.txt"), lambda t: t + "half_a_line\n")
+    x = np.zeros(SR, np.float32)
+    x[3] = np.nan
+    sf.write(os.path.join(root, "audio", "test_000004.wav"), x, SR, subtype="FLOAT")
+    out = tmp_path / "report"
+    rows = check_data(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
+                       "--workers", "2", "--out", str(out), "--clean-train", str(tmp_path / "clean")])
+    train_list = os.path.join(root, "vggsound_single_train.txt")
+    found = {(split, where.replace(root + os.sep, "")) for split, where, _ in rows}
+    assert found == {("train", "vggsound_single_train.txt:8"),
+                     ("train", "vggsound_single_train.txt:12"),
+                     ("train", "vggsound_single_train.txt:41"),
+                     ("test vggss", "vggss_test.csv:5")}, rows
+    reasons = " | ".join(r for _, _, r in rows)
+    assert "cannot decode frame" in reasons and "audio file not found" in reasons
+    assert "expected 2..3 non-empty comma-separated fields" in reasons
+    assert "holds sample values such as nan" in reasons
+    assert len((out / "check_data.tsv").read_text().splitlines()) == 1 + 4
+    with open(train_list) as f:
+        lines = f.read().splitlines()
+    cleaned = (tmp_path / "clean" / "vggsound_single_train.txt").read_text().splitlines()
+    assert cleaned == [x for n, x in enumerate(lines, 1) if n not in (8, 12, 41)]
+    cfg = load_config("configs/synthetic.yaml", TINY + [f"data.root={root}",
+                                                         f"data.metadata={tmp_path / 'clean'}"])
+    shutil.copy(os.path.join(root, "vggss.json"), tmp_path / "clean")
+    assert len(build_dataset(cfg, "train")) == 38  # the cleaned list trains without a drop

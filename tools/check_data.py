@@ -1,0 +1,165 @@
+"""Decode every item of every split a config names, and report the bad ones in one file.
+
+    python -m tools.check_data --config configs/vggsound_single.yaml data.root=/data/vggsound
+    python -m tools.check_data --config configs/music.yaml --workers 8 --clean-train cleaned/
+
+Splits: train (each clip alone, whatever data.num_sources says), val, and every eval.test_sets
+entry. Every list line is parsed, every entry matched with its annotation and class, and every
+item goes through the loader's own code (frame, audio window, masks, spectrogram) in worker
+processes. Writes <out>/check_data.tsv (split, list entry, reason; one line per bad entry) and,
+with --clean-train DIR, a copy of each training list without its bad lines (train and val
+entries: the val carve-out comes from the training list). Test lists are never cleaned: fix them,
+or write a smaller list on purpose. Exit status 1 when anything is bad.
+"""
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import re
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from datasets import build_dataset, training_lists
+from utils.config import load_config
+from utils.logger import logger, setup_logging
+
+WHERE = re.compile(r"^(?P<a>[^\s]+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
+_DATASET = None  # the dataset the worker processes read (inherited through fork)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML config whose data and test sets to check")
+    p.add_argument("--splits", default="train,val,test", help="comma-separated: train, val, test")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
+    p.add_argument("--out", default=".", help="folder for check_data.tsv")
+    p.add_argument("--clean-train", default="", metavar="DIR",
+                   help="write a copy of each training list without its bad lines to DIR")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    args = p.parse_intermixed_args(argv)
+    unknown = set(args.splits.split(",")) - {"train", "val", "test"}
+    if unknown:
+        p.error(f"--splits: unknown {sorted(unknown)}; use train, val, test")
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    return args
+
+
+def _decode(index):
+    """Worker: load item `index` as training or evaluation would; None or the reason it fails."""
+    try:
+        _DATASET[index]
+        return None
+    except Exception as e:  # every failure is reported, none stops the check
+        return index, str(e) or type(e).__name__
+
+
+def _init_worker():
+    torch.set_num_threads(1)
+
+
+def decode_all(dataset, workers, desc):
+    """[(index, reason)] of the items of `dataset` that fail to load, in index order."""
+    global _DATASET
+    _DATASET = dataset
+    bad = []
+    if workers == 1:
+        results = map(_decode, range(len(dataset)))
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+        results = pool.imap_unordered(_decode, range(len(dataset)), chunksize=8)
+    try:
+        for r in tqdm(results, total=len(dataset), desc=desc, disable=None, leave=False):
+            if r is not None:
+                bad.append(r)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return sorted(bad)
+
+
+def _where(message):
+    m = WHERE.search(message)
+    return (m["a"] or m["b"]) if m else "-"
+
+
+def check_split(cfg, split, name, class_names, workers, decode=True):
+    """-> (dataset or None, rows [(split, list entry, reason)], items decoded). Without
+    `decode`, only the start-up checks run (lists, annotations, classes, files present)."""
+    report, label = [], split if split != "test" else f"test {name}"
+    try:
+        entry_split = name.partition(":")[2] if split == "test" and ":" in name else split
+        dataset = build_dataset(cfg, entry_split, name.partition(":")[0], class_names, report)
+    except (ValueError, OSError) as e:  # a whole file is unreadable: one row, then go on
+        return None, [(label, "-", str(e))], 0
+    rows = [(label, _where(m), m) for m in report]
+    if not decode:
+        return dataset, rows, 0
+    for index, reason in decode_all(dataset, workers, label):
+        where = ", ".join(r.where or r.id for r in dataset.records(index))
+        rows.append((label, where, reason.replace(f" (list entry {where})", "")))
+    return dataset, rows, len(dataset)
+
+
+def write_clean_lists(cfg, rows, out_dir):
+    """Copies of the training lists without the lines that `rows` of train / val name."""
+    bad = {}
+    for split, where, _ in rows:
+        if split in ("train", "val") and where != "-":
+            for w in where.split(", "):
+                path, _, line = w.rpartition(":")
+                bad.setdefault(os.path.abspath(path), set()).add(int(line))
+    os.makedirs(out_dir, exist_ok=True)
+    for path in training_lists(cfg):
+        drop = bad.get(os.path.abspath(path), set())
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+        target = os.path.join(out_dir, os.path.basename(path))
+        with open(target, "w", newline="") as f:
+            f.writelines(x for n, x in enumerate(lines, 1) if n not in drop)
+        logger.info("wrote %s: %d of %d lines (%d bad dropped)", target, len(lines) - len(drop),
+                    len(lines), len(drop))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logging()
+    cfg = load_config(args.config, args.overrides)
+    cfg.data = dataclasses.replace(cfg.data, num_sources=1)  # every clip checked alone
+    splits = args.splits.split(",")
+    rows, class_names, total, t0 = [], None, 0, time.time()
+    if "train" in splits or "test" in splits:  # the test sets take the training classes
+        ds, found, total = check_split(cfg, "train", cfg.data.dataset, None, args.workers,
+                                       decode="train" in splits)
+        class_names = ds.class_names if ds is not None else None
+        rows += found if "train" in splits else []
+    if "val" in splits:
+        _, found, n = check_split(cfg, "val", cfg.data.dataset, class_names, args.workers)
+        rows += found
+        total += n
+    if "test" in splits:
+        for entry in cfg.eval.test_sets or [cfg.data.dataset]:
+            _, found, n = check_split(cfg, "test", entry, class_names, args.workers)
+            rows += found
+            total += n
+    seen = set()  # val reads the training list again: its line errors are the train split's
+    rows = [r for r in rows if (r[1], r[2]) not in seen and not seen.add((r[1], r[2]))]
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "check_data.tsv")
+    with open(path, "w") as f:
+        f.write("split\tlist entry\treason\n")
+        f.writelines("\t".join(x.replace("\t", " ") for x in r) + "\n" for r in rows)
+    wall = time.time() - t0
+    logger.info("checked %d items in %.1f s (%.0f items/s, %d workers): %d bad; wrote %s", total,
+                wall, total / max(wall, 1e-9), args.workers, len(rows), path)
+    if args.clean_train:
+        write_clean_lists(cfg, rows, args.clean_train)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main() else 0)
