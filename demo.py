@@ -1,4 +1,4 @@
-"""Localise the sounding objects in your own video.
+"""Localize the sounding objects in your own video.
 
     python demo.py --ckpt runs/synthetic/best.pth --video clip.mp4
     python demo.py --ckpt best.pth --video clip.mkv --out out.mp4 --classes violin,cello
@@ -6,11 +6,11 @@
     python demo.py --ckpt best.pth --video clip.mp4 --threshold 0.5 --still frame.png --device cuda
 
 Any container / codec / frame rate / sample rate PyAV reads. Every --every seconds the model sees
-the frame nearest to that time (resized as at test time) and the data.audio.seconds of audio centred
+the frame nearest to that time (resized as at test time) and the data.audio.seconds of audio centered
 on it (shifted / tiled at the clip's borders, as in training); the classes are the top --topk of
 the audio presence scores (or all scores >= --threshold), or the ones named with --classes.
 Writes OUT.mp4 (every frame at the original frame rate, blended with the heat-maps of the nearest
-sampled time, one colour per class, a legend with names and scores; the original audio re-encoded
+sampled time, one color per class, a legend with names and scores; the original audio re-encoded
 to AAC) and OUT.json (per sampled time: classes, scores, peak (x, y) in pixels of the original
 frame). Bad input (no audio, unreadable file, unknown class, not an AVGN checkpoint) ends with a
 one-line message and exit code 1.
@@ -28,16 +28,15 @@ from typing import List, Optional
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from datasets.audio import cut_window, decode_av, spectrogram_from_config
 from datasets.image import apply_image, eval_geometry
 from datasets.records import DataError, canonical_class
 from engine import load_trained
 from models import localization_maps, presence, upsample_maps
-from utils.logger import logger, setup_logging
+from utils.logger import logger, progress, setup_logging
 
-# class colours, given in order of first appearance; neighbours are far apart
+# class colors, given in order of first appearance; neighbors are far apart
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
            (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
@@ -159,7 +158,7 @@ def probe(path):
             if not c.streams.video:
                 raise DemoError(f"no video stream in {path}")
             if not c.streams.audio:
-                raise DemoError(f"no audio track in {path}: the model localises sounds, it needs "
+                raise DemoError(f"no audio track in {path}: the model localizes sounds, it needs "
                                 f"the clip's audio")
             v, a = c.streams.video[0], c.streams.audio[0]
             rate = v.average_rate or v.guessed_rate or Fraction(25)
@@ -188,7 +187,7 @@ class Sample:
     peaks: List[tuple] = field(default_factory=list)  # (x, y, value) per class, display pixels
 
 
-def frames_at_times(container, every, total=None, desc="analyse"):
+def frames_at_times(container, every, total=None, desc="analyze"):
     """Decode the first video stream sequentially; yield (t, index, frame, t0) for t = 0, every,
     2 every, ... (seconds since the first frame, whose container time is t0), the frame being the
     nearest one to t (ties: the earlier). Returns the number of decoded frames
@@ -197,8 +196,8 @@ def frames_at_times(container, every, total=None, desc="analyse"):
     stream.thread_type = "AUTO"
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     k, t0, prev, n = 0, None, None, 0
-    for n, frame in enumerate(tqdm(container.decode(stream), total=total, desc=desc,
-                                   unit="frame", leave=False), start=1):
+    for n, frame in enumerate(progress(container.decode(stream), total=total, desc=desc,
+                                       unit="frame"), start=1):
         tau = frame.time if frame.time is not None else (n - 1) / rate
         t0 = tau if t0 is None else t0
         tau -= t0
@@ -214,7 +213,7 @@ def frames_at_times(container, every, total=None, desc="analyse"):
     return n
 
 
-class Localiser:
+class Localizer:
     """Runs the model on batches of (frame, audio window) and turns outputs into Samples."""
 
     def __init__(self, model, cfg, class_names, fixed, topk, threshold, device, display):
@@ -224,12 +223,12 @@ class Localiser:
         self.geometry = eval_geometry(cfg.data.image_size)
         self.model_seconds = 0.0
 
-    def inputs(self, frame, wave, centre):
-        """A decoded frame and the audio around `centre` (seconds into `wave`) -> model inputs
+    def inputs(self, frame, wave, center):
+        """A decoded frame and the audio around `center` (seconds into `wave`) -> model inputs
         image [3, S, S], spec [1, F, T]."""
         a = self.cfg.data.audio
         image = apply_image(frame.to_image(), self.geometry)
-        spec = spectrogram_from_config(cut_window(wave, a.sample_rate, a.seconds, centre), a)
+        spec = spectrogram_from_config(cut_window(wave, a.sample_rate, a.seconds, center), a)
         return image, spec
 
     @torch.inference_mode()
@@ -265,16 +264,16 @@ class Localiser:
     def name(self, c):
         return AGNOSTIC if c < 0 else self.names[c]
 
-    def assign_colours(self, samples):
-        """One palette colour per class, in order of first appearance over the sampled times
-        (the same class keeps its colour for the whole video; neighbours differ)."""
-        self.colours = {}
+    def assign_colors(self, samples):
+        """One palette color per class, in order of first appearance over the sampled times
+        (the same class keeps its color for the whole video; neighbors differ)."""
+        self.colors = {}
         for s in samples:
             for c in s.classes:
-                self.colours.setdefault(c, PALETTE[len(self.colours) % len(PALETTE)])
+                self.colors.setdefault(c, PALETTE[len(self.colors) % len(PALETTE)])
 
-    def colour(self, c):
-        return self.colours[c]
+    def color(self, c):
+        return self.colors[c]
 
 
 def peak(m):
@@ -283,7 +282,7 @@ def peak(m):
     return (i % m.shape[1], i // m.shape[1], round(float(m.flatten()[i]), 4))
 
 
-def analyse(path, info, localiser, wave, audio_start, every, batch_size):
+def analyze(path, info, localizer, wave, audio_start, every, batch_size):
     """First pass: decode the frames in order, run the sampled times through the model in
     batches. Returns (samples, number of decoded frames, container time of the first frame)."""
     import av
@@ -291,7 +290,7 @@ def analyse(path, info, localiser, wave, audio_start, every, batch_size):
 
     def flush():
         if batch:
-            localiser(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]),
+            localizer(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]),
                       [b[2] for b in batch])
             batch.clear()
 
@@ -305,7 +304,7 @@ def analyse(path, info, localiser, wave, audio_start, every, batch_size):
                 break
             s = Sample(t=round(t, 6), frame=index, classes=[], scores=[], presence=None)
             # [3, S, S], [1, F, T]
-            image, spec = localiser.inputs(frame, wave, t0 + t - audio_start)
+            image, spec = localizer.inputs(frame, wave, t0 + t - audio_start)
             batch.append((image, spec, s))
             samples.append(s)
             if len(batch) == batch_size:
@@ -325,15 +324,15 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def legend(sample, localiser, height):
-    """RGBA legend image: the time, then a colour square, name and score per class."""
+def legend(sample, localizer, height):
+    """RGBA legend image: the time, then a color square, name and score per class."""
     size = max(10, int(round(height / 36)))
     font = _font(size)
     lines = [(None, f"t = {sample.t:.2f} s")]
     for c, s in zip(sample.classes, sample.scores):
-        lines.append((c, localiser.name(c) + ("" if s is None else f"  {s:.2f}")))
+        lines.append((c, localizer.name(c) + ("" if s is None else f"  {s:.2f}")))
     if not sample.classes:
-        lines.append((None, f"no class with p >= {localiser.threshold:g}"))
+        lines.append((None, f"no class with p >= {localizer.threshold:g}"))
     pad, gap = max(2, size // 4), size + max(2, size // 3)
     width = max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font))
                 for _, text in lines) + 2 * pad + gap
@@ -343,7 +342,7 @@ def legend(sample, localiser, height):
         y = pad + row * gap
         if c is not None:
             d.rectangle((pad, y + 1, pad + size - 2, y + size - 1),
-                        fill=localiser.colour(c) + (255,))
+                        fill=localizer.color(c) + (255,))
         d.text((pad + (gap if c is not None else 0), y), text, font=font, fill=(255, 255, 255, 255))
     return img
 
@@ -352,7 +351,7 @@ class Overlay:
     """The heat-maps of one sampled time at display size, ready to blend:
     out = frame * keep + paint (keep [H, W, 1], paint [H, W, 3], float32), then the legend."""
 
-    def __init__(self, sample, localiser, display):
+    def __init__(self, sample, localizer, display):
         H, W = display
         keep = np.ones((H, W, 1), np.float32)
         paint = np.zeros((H, W, 3), np.float32)
@@ -361,13 +360,13 @@ class Overlay:
             lo = maps.flatten(1).amin(1)[:, None, None]
             hi = maps.flatten(1).amax(1)[:, None, None]
             alpha = (0.7 * ((maps - lo) / (hi - lo).clamp_min(1e-6)) ** 2).numpy()  # [N, H, W]
-            rgb = np.array([localiser.colour(c) for c in sample.classes], np.float32)  # [N, 3]
+            rgb = np.array([localizer.color(c) for c in sample.classes], np.float32)  # [N, 3]
             total = alpha.sum(0)[..., None]  # [H, W, 1]
             mixed = np.einsum("nhw,nc->hwc", alpha, rgb) / np.maximum(total, 1e-6)  # [H, W, 3]
             a = 1.0 - np.prod(1.0 - alpha, axis=0)[..., None]  # [H, W, 1] combined opacity
             keep, paint = 1.0 - a, mixed * a
         self.keep, self.paint = keep, paint
-        lg = legend(sample, localiser, H)
+        lg = legend(sample, localizer, H)
         lw, lh = min(lg.width, W), min(lg.height, H)
         m = max(1, H // 60)
         lw, lh = min(lw, W - m), min(lh, H - m)
@@ -393,7 +392,7 @@ def pick_encoder():
     raise DemoError(f"the bundled FFmpeg has none of the video encoders {ENCODERS}")
 
 
-def render(path, out_path, info, samples, localiser, every, t0, audio_start, frames_total,
+def render(path, out_path, info, samples, localizer, every, t0, audio_start, frames_total,
            still=None):
     """Second pass: decode video and audio in file order, blend every frame with the overlay of
     its nearest sampled time, encode (h264 or mpeg4) with the audio re-encoded to AAC. Video and
@@ -434,7 +433,7 @@ def render(path, out_path, info, samples, localiser, every, t0, audio_start, fra
                     for pkt in oa.encode(g):
                         o.mux(pkt)
 
-            bar = tqdm(total=frames_total, desc="render", unit="frame", leave=False)
+            bar = progress(total=frames_total, desc="render", unit="frame")
             for packet in c.demux(iv, ia):
                 for frame in packet.decode():
                     if isinstance(frame, av.AudioFrame):
@@ -444,7 +443,7 @@ def render(path, out_path, info, samples, localiser, every, t0, audio_start, fra
                     k = int(math.floor((tau - t0) / every + 0.5))
                     k = min(max(k, 0), len(samples) - 1)  # nearest sampled time
                     if overlay[0] != k:
-                        overlay = (k, Overlay(samples[k], localiser, (H, W)))
+                        overlay = (k, Overlay(samples[k], localizer, (H, W)))
                     if (frame.width, frame.height) != (W, H):
                         frame = frame.reformat(width=W, height=H)
                     rgb = overlay[1].blend(frame.to_ndarray(format="rgb24"))[:He, :We]
@@ -472,9 +471,9 @@ def render(path, out_path, info, samples, localiser, every, t0, audio_start, fra
 
 # ----------------------------------------------------------------------------- main
 
-def sample_record(s, localiser):
+def sample_record(s, localizer):
     return {"t": s.t, "frame": s.frame,
-            "sources": [{"class": localiser.name(c), "score": None if sc is None else round(sc, 4),
+            "sources": [{"class": localizer.name(c), "score": None if sc is None else round(sc, 4),
                          "peak": [int(p[0]), int(p[1])], "peak_value": p[2]}
                         for c, sc, p in zip(s.classes, s.scores, s.peaks)],
             "presence": s.presence}
@@ -504,28 +503,28 @@ def run(args):
                 "(%d classes) on %s", args.video, info.width, info.height, float(info.rate),
                 info.duration, info.audio_rate, info.audio_channels, sr, cfg.model.name,
                 len(names), device)
-    localiser = Localiser(model, cfg, names, fixed, args.topk, args.threshold, device,
+    localizer = Localizer(model, cfg, names, fixed, args.topk, args.threshold, device,
                           (info.height, info.width))
-    samples, frames, t0 = analyse(args.video, info, localiser, wave, audio_start, args.every,
+    samples, frames, t0 = analyze(args.video, info, localizer, wave, audio_start, args.every,
                                   args.batch_size)
-    localiser.assign_colours(samples)
-    analysed = time.time()
+    localizer.assign_colors(samples)
+    analyzed = time.time()
     report = {
         "video": args.video, "checkpoint": args.ckpt, "model": cfg.model.name,
         "class_names": names, "width": info.width, "height": info.height,
         "fps": float(info.rate), "duration": info.duration, "every": args.every,
         "classes": args.classes, "topk": args.topk, "threshold": args.threshold,
-        "times": [sample_record(s, localiser) for s in samples],
+        "times": [sample_record(s, localizer) for s in samples],
     }
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(report, f, indent=1)
-    written, encoder = render(args.video, out_path, info, samples, localiser, args.every, t0,
+    written, encoder = render(args.video, out_path, info, samples, localizer, args.every, t0,
                               audio_start, frames, args.still)
     wall = time.time() - start
     video_s = frames / float(info.rate)
-    logger.info("analysed %d sampled times (model %.1f s) in %.1f s; wrote %s (%s, %d frames) "
-                "and %s%s", len(samples), localiser.model_seconds, analysed - start, out_path,
+    logger.info("analyzed %d sampled times (model %.1f s) in %.1f s; wrote %s (%s, %d frames) "
+                "and %s%s", len(samples), localizer.model_seconds, analyzed - start, out_path,
                 encoder, written, json_path, f" and {args.still}" if args.still else "")
     logger.info("rate: %d frames in %.1f s = %.1f frames/s (%.2fx real time)", frames, wall,
                 frames / wall, video_s / wall)

@@ -13,17 +13,16 @@ from collections import defaultdict
 from contextlib import nullcontext
 
 import torch
-from tqdm import tqdm
 
-from datasets import build_dataset
+from datasets import build_dataset, build_loader
+from datasets.image import to_rgb
 from metrics import MultiSourceEvaluator, SingleSourceEvaluator
 from models import build_model, localization_maps, presence, upsample_maps
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, apply_overrides, from_dict, to_dict
-from utils.data import make_loader
 from utils.dist import all_reduce_sum, is_dist, is_main_process
-from utils.logger import logger
-from utils.visualize import save_overlays
+from utils.logger import logger, progress
+from utils.visualize import plot_overlay
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -76,7 +75,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
     """One pass over `loader` (which may start mid-epoch after a resume).
 
     Args:
-        state: dict with 'epoch', 'step' (optimiser steps so far) and 'step_in_epoch', updated
+        state: dict with 'epoch', 'step' (optimizer steps so far) and 'step_in_epoch', updated
             in place after every step.
         max_steps: stop once state['step'] reaches it (0: no limit).
         stop: a `StopRequested`; checked (collectively) every `log_every` steps.
@@ -86,8 +85,7 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
     """
     set_train_mode(model, frozen_bn)
     sums, count = defaultdict(float), 0
-    bar = tqdm(loader, desc=f"epoch {state['epoch']}", disable=not is_main_process(),
-               dynamic_ncols=True, leave=False)
+    bar = progress(loader, desc=f"epoch {state['epoch']}")
     t0 = time.time()
     for batch in bar:
         batch = to_device(batch, device, channels_last)
@@ -155,8 +153,7 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
     class_aware = True
-    for batch in tqdm(loader, desc=desc, disable=not is_main_process(), dynamic_ncols=True,
-                      leave=False):
+    for batch in progress(loader, desc=desc):
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
         with autocast(device, amp):
@@ -180,7 +177,7 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
 
 
 def selection_metric(metrics):
-    """The number model selection maximises: AP (single source) or CAP (multi-source)."""
+    """The number model selection maximizes: AP (single source) or CAP (multi-source)."""
     return metrics["AP"] if "AP" in metrics else metrics["CAP"]
 
 
@@ -194,7 +191,7 @@ def format_metrics(name, metrics):
 # ----------------------------------------------------------------------------- trained models
 def model_from_checkpoint(ckpt, cfg, device):
     """The weights of `ckpt` (a loaded checkpoint dict) in the model `cfg` describes, in eval mode
-    on `device`. The ImageNet initialisation is skipped: every weight comes from the checkpoint."""
+    on `device`. The ImageNet initialization is skipped: every weight comes from the checkpoint."""
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
                                                                            pretrained="none")))
     try:
@@ -229,6 +226,23 @@ def load_trained(path, device, overrides=()):
         raise ValueError(f"{path}: {e}") from None
 
 
+@torch.no_grad()
+def save_overlays(model, dataset, class_names, device, out_dir, count):
+    """Overlays of the first `count` items of `dataset` under `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    model.eval()
+    for i in range(min(count, len(dataset))):
+        s = dataset[i]
+        out = model(s["image"][None].to(device), s["spec"][None].to(device))
+        classes = s["classes"][None].to(device)  # [1, N]
+        maps = upsample_maps(localization_maps(out, classes), s["gt"].shape[-2:])[0]
+        p = presence(out)[0]
+        names = [class_names[c] for c in s["classes"].tolist()]
+        safe = "".join(ch if ch.isalnum() or ch in "-_+" else "_" for ch in s["id"])[:80]
+        plot_overlay(os.path.join(out_dir, f"{i:03d}_{safe}.png"), to_rgb(s["image"]), maps, s["gt"],
+                     names, p[s["classes"]].cpu(), title=s["id"][:40])
+
+
 # ----------------------------------------------------------------------------- test driver
 def build_test_sets(cfg, class_names, split="test"):
     """[(entry, dataset)] for every entry of cfg.eval.test_sets (default: data.dataset); an entry
@@ -254,7 +268,7 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
     results = {}
     os.makedirs(out_dir, exist_ok=True)
     for entry, dataset in build_test_sets(cfg, ckpt["class_names"], split):
-        loader = make_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
+        loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         evaluator = build_evaluator(dataset, cfg.eval)
         metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry)
         results[entry] = metrics

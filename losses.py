@@ -22,7 +22,7 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
         audio: [B, K, D] audio groups (K = C, or 1 for a class-agnostic model).
         fv: [B, P, D] patch features.
         visual: [B, K, D] visual groups modulating fv, or None (plain cos).
-        anchors: ([S] sample index, [S] group index) of the sources to localise.
+        anchors: ([S] sample index, [S] group index) of the sources to localize.
         tau: temperature.
         symmetric: also the image->audio direction (the two cross-entropies are added).
         gather: use the embeddings of all processes as negatives. Every process averages over

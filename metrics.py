@@ -1,8 +1,8 @@
-"""Sound-localisation metrics of the AVGN paper (single-source Table 1, multi-source Table 2).
+"""Sound-localization metrics of the AVGN paper (single-source Table 1, multi-source Table 2).
 
 Pure functions on numpy arrays or torch tensors, batched over leading dimensions, plus two
 accumulators that collect per-sample results and reduce them (across processes when
-torch.distributed is initialised). Definitions (maps are scored at the gt resolution):
+torch.distributed is initialized). Definitions (maps are scored at the gt resolution):
 
 - ``normalize(S) = (S - min S) / (max S - min S)`` per map; a constant map gives all zeros.
 - ``binarize(S, threshold)``: ``B = norm(S) >= thr`` with ``thr`` = the median of norm(S)
@@ -15,7 +15,7 @@ torch.distributed is initialised). Definitions (maps are scored at the gt resolu
   ``t = 0, 0.05, ..., 1`` (computed as k / 20).
 
 Items whose gt mask is empty are excluded from every mean and reported as ``num_excluded``.
-Speed: each map is sorted once and the AP, the median and the binarised area are all read off that
+Speed: each map is sorted once and the AP, the median and the binarized area are all read off that
 order. For float32 maps the gt bit rides in the (always zero) lowest bit of the float64 copy, so a
 SIMD value sort replaces an argsort; other scores use a stable argsort. Scores [..., 1, H, W]
 against masks [..., K, H, W] (K <= 8) sort each map once for all K masks. Chunks of maps run on
@@ -82,7 +82,7 @@ def _norm_values(v, lo, hi):
 
 
 def normalize(S):
-    """Per-map min-max normalisation.
+    """Per-map min-max normalization.
 
     Args:
         S: [..., H, W] scores (numpy or torch).
@@ -96,10 +96,10 @@ def normalize(S):
 
 
 def _threshold_value(sorted_norm_at, num_pixels, threshold):
-    """Binarisation threshold per map from its normalised values in ascending order.
+    """Binarization threshold per map from its normalized values in ascending order.
 
     Args:
-        sorted_norm_at: callable, positions [M] (one per map) -> the normalised values [M] found
+        sorted_norm_at: callable, positions [M] (one per map) -> the normalized values [M] found
             at those positions of each map's ascending order.
         num_pixels: pixels per map P.
         threshold: 'median' | 'fixed:v' | 'max_ratio:r'.
@@ -294,7 +294,7 @@ def _score_chunk(s, g, threshold):
         return ap, None
     thr = _threshold_value(lambda i: _norm_values(vals[r, i], lo, hi), P, threshold)
 
-    def on(i):  # [M] bool: is sorted position i (clipped to P - 1) binarised on?
+    def on(i):  # [M] bool: is sorted position i (clipped to P - 1) binarized on?
         return _norm_values(vals[r, np.minimum(i, P - 1)], lo, hi) >= thr
 
     # norm is non-decreasing along the sorted order, so B is a suffix [a, P): binary search a.
@@ -339,7 +339,7 @@ def score_maps(scores, gt, threshold="median"):
         scores: [..., H, W] finite scores S (numpy or torch).
         gt: [..., H, W] masks G (foreground where > 0.5); leading dimensions broadcast with the
             scores' (scores [..., 1, H, W] vs masks [..., K, H, W] sort each map once).
-        threshold: binarisation for ciou ('median' | 'fixed:v' | 'max_ratio:r'), or None to skip
+        threshold: binarization for ciou ('median' | 'fixed:v' | 'max_ratio:r'), or None to skip
             the ciou.
     Returns:
         ap [...] and ciou [...] (None when threshold is None), float64 numpy; NaN where G is empty.
@@ -421,7 +421,7 @@ def _threshold_key(prefix, t):
 
 class SingleSourceEvaluator:
     """Table 1 metrics: AP (mean pixel_ap), IoU@t (fraction of samples with ciou >= t) and AUC;
-    with presence scores, recall@N (N = 1: the labelled class has the highest score).
+    with presence scores, recall@N (N = 1: the labeled class has the highest score).
 
     Samples with an empty gt mask are excluded from the first three and counted in num_excluded.
     compute(), rows() and write_csv() gather across processes (call them on every rank).
@@ -429,7 +429,7 @@ class SingleSourceEvaluator:
     Args:
         iou_thresholds: t values for the IoU@t keys (0.5 MUSIC / VGGSound-Single, 0.3
             VGGSound-Instruments).
-        threshold: binarisation of the maps for ciou: 'median' | 'fixed:v' | 'max_ratio:r'.
+        threshold: binarization of the maps for ciou: 'median' | 'fixed:v' | 'max_ratio:r'.
     """
 
     def __init__(self, iou_thresholds=(0.5,), threshold="median"):
@@ -445,11 +445,11 @@ class SingleSourceEvaluator:
         """Score a batch.
 
         Args:
-            maps: [B, H, W] localisation maps (any real scores; higher = sounding).
+            maps: [B, H, W] localization maps (any real scores; higher = sounding).
             gts: [B, H, W] gt masks (foreground where > 0.5), same resolution as the maps.
             indices: [B] int dataset indices (used to de-duplicate sampler padding).
             ids: optional list of B str sample ids (for the CSV).
-            classes, scores: optional [B] labelled class and [B, C] audio presence scores.
+            classes, scores: optional [B] labeled class and [B, C] audio presence scores.
         """
         assert maps.ndim == 3 and tuple(maps.shape) == tuple(gts.shape), \
             f"maps {tuple(maps.shape)} and gts {tuple(gts.shape)} must both be [B, H, W]"
@@ -457,7 +457,7 @@ class SingleSourceEvaluator:
         ap, ci = score_maps(maps, gts, self.threshold)  # [B], [B]
         hits = [None] * len(idx)
         if scores is not None:
-            assert classes is not None, "scores need the labelled classes"
+            assert classes is not None, "scores need the labeled classes"
             cls = _to_numpy(classes).astype(np.int64)
             top = np.argmax(_to_numpy(scores), axis=1)  # first of ties, as the stable sort
             hits = [None if c < 0 else bool(t == c) for t, c in zip(top.tolist(), cls.tolist())]
@@ -541,10 +541,10 @@ class MultiSourceEvaluator:
       Shat_1..Shat_N = maps of the N classes with the highest audio presence (permutations for
       N <= 4, linear_sum_assignment above).
     - CIoU@t: fraction of (sample, source) with ciou(binarize(S_n), G_n) >= t; AUC over them.
-    - recall@N: fraction of labelled classes among the sample's N highest presence scores.
+    - recall@N: fraction of labeled classes among the sample's N highest presence scores.
     Protocol 'frame' scores maps and masks on the whole canvas as given; 'source' crops each
     source's map (and the predicted maps compared with it) and mask to the source's own frame
-    (frame k of num_frames equal-width slots side by side) before normalising and scoring.
+    (frame k of num_frames equal-width slots side by side) before normalizing and scoring.
     Sources with an empty mask are excluded from CAP, CIoU, AUC and PIAP (PIAP then assigns the
     remaining sources) and counted in num_excluded. compute(), rows() and write_csv() gather
     across processes (call them on every rank).
@@ -575,7 +575,7 @@ class MultiSourceEvaluator:
         """Score a batch of mixtures.
 
         Args:
-            maps: [B, N, H, W] maps S_n for the labelled classes c_n.
+            maps: [B, N, H, W] maps S_n for the labeled classes c_n.
             pred_maps: [B, N, H, W] maps for the top-N classes by audio presence (highest first);
                 a sample with k sources uses pred_maps[:, :k].
             gts: [B, N, H, W] masks G_n (foreground where > 0.5) on the canvas.
@@ -604,7 +604,7 @@ class MultiSourceEvaluator:
 
         valid = cls >= 0  # [B, N]
         count = valid.sum(1)  # [B] sources per sample
-        b, n = np.nonzero(valid)  # [K] labelled sources
+        b, n = np.nonzero(valid)  # [K] labeled sources
         ap, ci = score_maps(_take_sources(maps, b, n, slot[b, n], frames),
                             _take_sources(gts, b, n, slot[b, n], frames), self.threshold)
         # PIAP: AP of predicted map m < count against each source n of the same sample

@@ -26,17 +26,14 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from datasets import build_dataset
-from datasets.dataset import ClassBalancedBatchSampler
+from datasets import build_dataset, build_loader
 from engine import (StopRequested, build_evaluator, build_test_sets, evaluate, format_metrics,
                     load_trained, run_tests, selection_metric, train_one_epoch)
 from losses import build_criterion
 from models import build_model
 from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
-from utils.data import make_loader
-from utils.dist import (barrier, cleanup, get_rank, get_world_size, init_distributed,
-                        is_main_process)
+from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
 from utils.logger import append_jsonl, git_sha, logger, setup_logging
 
 
@@ -71,7 +68,7 @@ def build_scheduler(optimizer, cfg, total_steps):
 
 def build_optimizer(model, cfg, cuda):
     t = cfg.train
-    if t.optimizer == "adam":  # the paper's optimiser; fused kernel on CUDA
+    if t.optimizer == "adam":  # the paper's optimizer; fused kernel on CUDA
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                 **({"fused": True} if cuda else {}))
     return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
@@ -209,14 +206,9 @@ def fit(args, device, command):
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp == "fp16")
 
     world = get_world_size()
-    batch_sampler = None
-    if cfg.data.class_balanced:
-        first_class = [train_set.class_index[train_set.item_classes(i)[0]]
-                       for i in range(len(train_set))]
-        batch_sampler = ClassBalancedBatchSampler(first_class, cfg.train.batch_size_per_gpu,
-                                                  cfg.train.seed, world, get_rank())
-    train_loader = make_loader(train_set, cfg.train.batch_size_per_gpu, True, cfg.data.num_workers,
-                               cfg.train.seed, pin_memory=cuda, batch_sampler=batch_sampler)
+    train_loader = build_loader(train_set, cfg.train.batch_size_per_gpu, True, cfg.data.num_workers,
+                                cfg.train.seed, pin_memory=cuda,
+                                class_balanced=cfg.data.class_balanced)
     steps_per_epoch = len(train_loader.batch_sampler)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training items ({train_set.origin}) give no full "
@@ -240,7 +232,7 @@ def fit(args, device, command):
         scaler.load_state_dict(ckpt["scaler"])
         state.update({k: ckpt[k] for k in state})
         set_rng_state(ckpt["rng"])
-        del ckpt  # its tensors are copied into the model and optimiser
+        del ckpt  # its tensors are copied into the model and optimizer
         logger.info("resumed from %s at epoch %d, step %d", resume, state["epoch"], state["step"])
 
     if cfg.train.compile:
@@ -260,7 +252,7 @@ def fit(args, device, command):
     signal.signal(signal.SIGTERM, stop)
     val_loader = None
     if val_set is not None:
-        val_loader = make_loader(val_set, cfg.eval.batch_size, False, cfg.data.num_workers)
+        val_loader = build_loader(val_set, cfg.eval.batch_size, False, cfg.data.num_workers)
     last_path, best_path = os.path.join(out_dir, "checkpoint.pth"), os.path.join(out_dir, "best.pth")
     start = time.time()
     while state["epoch"] < cfg.train.epochs:

@@ -1,6 +1,6 @@
 """Audio: decode, resample, window, log power spectrogram.
 
-    wave = load_window(path, sample_rate=22050, seconds=3.0, centre=None)  # float32 [S]
+    wave = load_window(path, sample_rate=22050, seconds=3.0, center=None)  # float32 [S]
     spec = log_spectrogram(wave, n_fft=512, hop=220, frames=300)          # [1, 257, 300]
 
 wav/flac are read with soundfile, only the frames of the window (plus a little margin for the
@@ -37,12 +37,12 @@ def _to_mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1) if x.ndim == 2 else x
 
 
-def _window_bounds(total: int, n: int, centre: Optional[int]) -> Tuple[int, int]:
-    """[start, stop) of an n-sample window centred on `centre` (None: clip centre), kept inside
+def _window_bounds(total: int, n: int, center: Optional[int]) -> Tuple[int, int]:
+    """[start, stop) of an n-sample window centered on `center` (None: clip center), kept inside
     the clip when the clip is long enough."""
     if total <= n:
         return 0, total
-    c = total // 2 if centre is None else int(centre)
+    c = total // 2 if center is None else int(center)
     start = min(max(c - n // 2, 0), total - n)
     return start, start + n
 
@@ -56,11 +56,11 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(x[:n], dtype=np.float32)
 
 
-def _read_soundfile(path, sample_rate, seconds, centre):
+def _read_soundfile(path, sample_rate, seconds, center):
     with sf.SoundFile(path) as f:
         sr, total = f.samplerate, f.frames
         n_in = int(round(seconds * sr))
-        c = None if centre is None else int(round(centre * sr))
+        c = None if center is None else int(round(center * sr))
         start, stop = _window_bounds(total, n_in, c)
         m = int(_MARGIN_S * sr) if sr != sample_rate else 0
         lo, hi = max(start - m, 0), min(stop + m, total)
@@ -106,20 +106,20 @@ def decode_av(path: str, sample_rate: int, with_start: bool = False,
 
 
 def cut_window(x: np.ndarray, sample_rate: int, seconds: float,
-               centre: Optional[float] = None) -> np.ndarray:
-    """Exactly round(seconds * sample_rate) samples of x centred on `centre` seconds (None: the
-    clip centre), shifted to stay inside the clip, tiled when the clip is shorter."""
+               center: Optional[float] = None) -> np.ndarray:
+    """Exactly round(seconds * sample_rate) samples of x centered on `center` seconds (None: the
+    clip center), shifted to stay inside the clip, tiled when the clip is shorter."""
     n = int(round(seconds * sample_rate))
-    c = None if centre is None else int(round(centre * sample_rate))
+    c = None if center is None else int(round(center * sample_rate))
     start, stop = _window_bounds(len(x), n, c)
     return _fit(x[start:stop], n)
 
 
 def load_window(path: str, sample_rate: int, seconds: float,
-                centre: Optional[float] = None) -> np.ndarray:
-    """Mono float32 window of `seconds` at `sample_rate`, centred on `centre` seconds (None: on the
-    clip centre), shifted to stay inside the clip, tiled when the clip is shorter. For a video
-    container, `centre` is on the container's timeline (the times PyAV gives its frames), and only
+                center: Optional[float] = None) -> np.ndarray:
+    """Mono float32 window of `seconds` at `sample_rate`, centered on `center` seconds (None: on the
+    clip center), shifted to stay inside the clip, tiled when the clip is shorter. For a video
+    container, `center` is on the container's timeline (the times PyAV gives its frames), and only
     the audio around it is decoded.
 
     Raises DataError naming the file when it is missing, cannot be decoded, or holds non-finite
@@ -130,17 +130,17 @@ def load_window(path: str, sample_rate: int, seconds: float,
         raise DataError(f"audio file not found: {path}")
     try:
         if os.path.splitext(path)[1].lower() in SOUNDFILE_EXTS:
-            x = _read_soundfile(path, sample_rate, seconds, centre)
-        elif centre is None:
+            x = _read_soundfile(path, sample_rate, seconds, center)
+        elif center is None:
             x = decode_av(path, sample_rate)
             x = x[slice(*_window_bounds(len(x), n, None))]
         else:  # a window more on each side, so that near the ends it shifts as on the whole clip
             x, start = decode_av(path, sample_rate, with_start=True,
-                                 span=(centre - 1.5 * seconds, centre + 1.5 * seconds))
-            c = int(round((centre - start) * sample_rate))
-            if not 0 <= c < len(x) or len(x) < n:  # centre outside the audio, or a short clip
+                                 span=(center - 1.5 * seconds, center + 1.5 * seconds))
+            c = int(round((center - start) * sample_rate))
+            if not 0 <= c < len(x) or len(x) < n:  # center outside the audio, or a short clip
                 x, start = decode_av(path, sample_rate, with_start=True)
-                c = int(round((centre - start) * sample_rate))
+                c = int(round((center - start) * sample_rate))
             x = x[slice(*_window_bounds(len(x), n, c))]
     except DataError:
         raise
@@ -167,9 +167,9 @@ _WINDOWS = {}
 
 def log_spectrogram(wave, n_fft: int = 512, hop: int = 220, frames: int = 300,
                     freq_bins: int = 0, log_mean: float = -4.0, log_std: float = 4.0) -> torch.Tensor:
-    """Waveform [S] -> normalised log power spectrogram [1, F, T].
+    """Waveform [S] -> normalized log power spectrogram [1, F, T].
 
-    |STFT|^2 (Hann window of n_fft, centred frames) -> log(power + 1e-7) -> (x - log_mean) / log_std;
+    |STFT|^2 (Hann window of n_fft, centered frames) -> log(power + 1e-7) -> (x - log_mean) / log_std;
     T cropped / padded (with the value of silence) to exactly `frames`; F = n_fft // 2 + 1, or the
     lowest `freq_bins` bins when > 0.
     """

@@ -5,7 +5,7 @@
     loader = DataLoader(ds, batch_size=..., collate_fn=collate)
 
 Sample, for a canvas of k frames of size S = data.image_size:
-    image [3, S, k*S] float (ImageNet-normalised) · spec [1, F, T] float · labels [C] multi-hot
+    image [3, S, k*S] float (ImageNet-normalized) · spec [1, F, T] float · labels [C] multi-hot
     classes [N] long · gt [N, S, k*S] float in {0, 1} (zeros where a source has no box, and outside
     its frame) · frame_slot [N] long · id str (ids joined by '+') · index int (dataset index).
 """
@@ -88,45 +88,6 @@ class MixtureSampler:
                           dtype=np.int64).reshape(len(self.item_group), self.k - 1)
 
 
-class ClassBalancedBatchSampler(torch.utils.data.Sampler):
-    """Batches with as few same-class items as possible, every item once per epoch.
-
-    Each epoch the items of every class are shuffled; round r takes the r-th item of each class
-    that still has one, classes in random order; the concatenation is cut into global batches of
-    batch_size * num_replicas, of which this rank takes its slice (incomplete batches dropped).
-
-    item_classes: per item a class id (the first source's); batch_size: per process;
-    num_replicas / rank: DDP world (default: a world of one); seed: int.
-    """
-
-    def __init__(self, item_classes: Sequence[int], batch_size: int, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
-        self.item_classes = np.asarray(item_classes, dtype=np.int64)
-        self.batch_size, self.seed = int(batch_size), int(seed)
-        self.num_replicas, self.rank, self.epoch = int(num_replicas), int(rank), 0
-        self.per_class = [np.flatnonzero(self.item_classes == c)
-                          for c in np.unique(self.item_classes)]
-        self.global_batch = self.batch_size * self.num_replicas
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.item_classes) // self.global_batch
-
-    def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch, 11])
-        shuffled = [rng.permutation(ix) for ix in self.per_class]
-        rounds = max((len(ix) for ix in shuffled), default=0)
-        order = []
-        for r in range(rounds):
-            present = [ix[r] for ix in shuffled if len(ix) > r]
-            order.extend(rng.permutation(np.asarray(present, dtype=np.int64)).tolist())
-        for b in range(len(self)):
-            start = b * self.global_batch + self.rank * self.batch_size
-            yield order[start:start + self.batch_size]
-
-
 class AudioVisualDataset(torch.utils.data.Dataset):
     """Records -> samples, for every benchmark.
 
@@ -148,7 +109,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
     Extension points (a subclass may render items in memory instead of reading files):
         load_frame(record) -> PIL.Image RGB, the full frame;
         load_audio(record) -> np.ndarray float32 [round(seconds * sample_rate)], mono, already the
-            window (centred on record.audio_offset or the clip centre);
+            window (centered on record.audio_offset or the clip center);
         load_source_masks(record, geometry) -> per source a mask [h, w] or None (no annotation);
         check_record(record) -> error message or None (start-up check; default: files exist,
             classes known, mask files present).

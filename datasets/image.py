@@ -46,7 +46,7 @@ def train_geometry(width: int, height: int, size: int, resize_scale: float,
 
 
 def apply_image(img: Image.Image, g: Geometry) -> torch.Tensor:
-    """PIL RGB frame -> ImageNet-normalised float tensor [3, h, w]."""
+    """PIL RGB frame -> ImageNet-normalized float tensor [3, h, w]."""
     if img.mode != "RGB":
         img = img.convert("RGB")
     img = img.resize((g.rw, g.rh), Image.BILINEAR)
@@ -61,8 +61,14 @@ def apply_image(img: Image.Image, g: Geometry) -> torch.Tensor:
     return (x - mean) / std
 
 
+def to_rgb(image: torch.Tensor) -> np.ndarray:
+    """The inverse of the normalization: [3, H, W] tensor -> [H, W, 3] float in [0, 1]."""
+    rgb = image.detach().cpu().permute(1, 2, 0).numpy() * IMAGENET_STD + np.array(IMAGENET_MEAN)
+    return np.clip(rgb, 0, 1)
+
+
 def boxes_to_mask(boxes: Sequence[Sequence[float]], h: int, w: int) -> np.ndarray:
-    """Union of normalised xyxy boxes -> binary float32 mask [h, w].
+    """Union of normalized xyxy boxes -> binary float32 mask [h, w].
 
     Box (x1, y1, x2, y2) covers columns round(x1 * w) .. round(x2 * w) - 1 and likewise rows, so its
     area in pixels is (round(x2 w) - round(x1 w)) * (round(y2 h) - round(y1 h)); empty boxes add
@@ -72,7 +78,7 @@ def boxes_to_mask(boxes: Sequence[Sequence[float]], h: int, w: int) -> np.ndarra
 
 
 def render_boxes(boxes: Sequence[Sequence[float]], g: Geometry) -> np.ndarray:
-    """Normalised xyxy boxes of the original frame -> binary mask [g.h, g.w] after geometry g."""
+    """Normalized xyxy boxes of the original frame -> binary mask [g.h, g.w] after geometry g."""
     m = np.zeros((g.h, g.w), dtype=np.float32)
     for x1, y1, x2, y2 in boxes:
         c1 = min(max(int(round(x1 * g.rw)) - g.x0, 0), g.w)

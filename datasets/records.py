@@ -7,10 +7,10 @@ file and the line (or entry) it came from.
 Formats:
 * list files: ``id`` | ``id,class`` | ``id,c1,c2`` (one frame, several sources) and pair lists
   ``id1,c1,id2,c2`` (two frames side by side), see `read_list` / `read_pair_list`;
-* ``vggss.json``: ``{file, class, bbox: [[x1, y1, x2, y2], ...]}``, normalised xyxy, several boxes
+* ``vggss.json``: ``{file, class, bbox: [[x1, y1, x2, y2], ...]}``, normalized xyxy, several boxes
   per file, clipped to [0, 1] (a few boxes hold -2.9e16), see `read_vggss_json`;
 * ``music_solo.json`` ``{file, class, bbox}`` and ``music_duet.json``
-  ``{file, class_src1, bbox_src1, class_src2, bbox_src2}``: normalised **[x, y, w, h]** (the official
+  ``{file, class_src1, bbox_src1, class_src2, bbox_src2}``: normalized **[x, y, w, h]** (the official
   code reads them as xyxy, which empties 1647 of the 2124 solo boxes), see `read_music_json`;
 * VGGSound-Instruments ``anno/<id>.pkl``: a pickled 2-D array, see `load_mask_pkl`;
 * VGGSound's ``vggsound.csv`` ``ytid,start,label,split`` to build training lists, see
@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-Box = Tuple[float, float, float, float]  # normalised x1, y1, x2, y2
+Box = Tuple[float, float, float, float]  # normalized x1, y1, x2, y2
 
 
 class DataError(ValueError):
@@ -44,9 +44,9 @@ class Record:
     """One video frame and its audio.
 
     id: clip id (``<root>/frames/<id>.jpg``); frame / audio: paths of the jpg and of the audio
-    (wav/flac, or any container PyAV reads); audio_offset: centre of the audio window in seconds
-    (None: centre of the clip); classes: canonical class names of the sources visible in the frame,
-    in order; boxes: per source a list of normalised xyxy boxes (possibly empty; None: no boxes,
+    (wav/flac, or any container PyAV reads); audio_offset: center of the audio window in seconds
+    (None: center of the clip); classes: canonical class names of the sources visible in the frame,
+    in order; boxes: per source a list of normalized xyxy boxes (possibly empty; None: no boxes,
     e.g. training lists); mask_path: pickled 2-D mask of the first source (VGGSound-Instruments);
     where: ``file:line`` of the list entry, for error messages.
     """
@@ -183,13 +183,13 @@ def _numbers(values, where):
 
 
 def _box(xyxy, where, raw=None) -> Box:
-    """Normalised x1, y1, x2, y2 -> the same clipped to [0, 1]. A coordinate below UNSET makes
+    """Normalized x1, y1, x2, y2 -> the same clipped to [0, 1]. A coordinate below UNSET makes
     the box empty (clipped, it has no area); coordinates outside [0, 1] by more than MARGIN
     (pixel units?) or a box with x2 < x1 or y2 < y1 raise DataError naming `where`."""
     raw = xyxy if raw is None else raw
     if not any(v < UNSET for v in xyxy):
         if not all(-MARGIN <= v <= 1 + MARGIN for v in xyxy):
-            raise DataError(f"{where}: box {raw!r} lies outside [0, 1]: boxes are normalised by "
+            raise DataError(f"{where}: box {raw!r} lies outside [0, 1]: boxes are normalized by "
                             "the frame's width and height (pixel units?)")
         if xyxy[2] < xyxy[0] or xyxy[3] < xyxy[1]:
             raise DataError(f"{where}: box {raw!r} is inverted (its right or bottom edge lies "
@@ -244,7 +244,7 @@ def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
 def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
     """music_solo.json / music_duet.json -> {id: [(canonical class, [xyxy box]), ...per source]}.
 
-    Boxes are stored as normalised [x, y, w, h]; they are converted to xyxy and clipped.
+    Boxes are stored as normalized [x, y, w, h]; they are converted to xyxy and clipped.
     Solo entries use ``class``/``bbox``, duet entries ``class_src<k>``/``bbox_src<k>`` (k = 1, 2, ...).
     """
     out = {}
@@ -274,7 +274,7 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
 
 
 def load_mask_pkl(path: str) -> np.ndarray:
-    """VGGSound-Instruments ``anno/<id>.pkl`` -> 2-D float array (binarise with > 0)."""
+    """VGGSound-Instruments ``anno/<id>.pkl`` -> 2-D float array (binarize with > 0)."""
     _check_file(path)
     try:
         with open(path, "rb") as f:

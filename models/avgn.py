@@ -1,5 +1,5 @@
 """AVGN: audio-visual class tokens (AVCT, Eq. 2-5), grouping (AVG, Eq. 6-8), heads (Eq. 9) and
-class-aware localisation maps (Eq. 10). Shapes: B batch, P visual patches, Na audio tokens,
+class-aware localization maps (Eq. 10). Shapes: B batch, P visual patches, Na audio tokens,
 C classes (= tokens), D embedding size, N sources asked for per sample.
 """
 import math

@@ -101,7 +101,7 @@ def load_imagenet_weights(trunk, path=""):
 
 
 class VisualEncoder(nn.Module):
-    """Image [B, 3, H, W] -> L2-normalised patch features f^v [B, P, D], P = (H/s)(W/s),
+    """Image [B, 3, H, W] -> L2-normalized patch features f^v [B, P, D], P = (H/s)(W/s),
     and the grid size (H/s, W/s)."""
 
     def __init__(self, dim=512, width=64, output_stride=32, pretrained="none", pretrained_path=""):
@@ -122,7 +122,7 @@ class VisualEncoder(nn.Module):
 
 
 class AudioEncoder(nn.Module):
-    """Log spectrogram [B, 1, F, T] -> L2-normalised audio tokens f^a [B, 1, D] (`global`:
+    """Log spectrogram [B, 1, F, T] -> L2-normalized audio tokens f^a [B, 1, D] (`global`:
     max-pooled layer4, the paper) or [B, f * t, D] (`grid`: one token per layer4 cell)."""
 
     def __init__(self, dim=512, width=64, tokens="global"):

@@ -6,7 +6,7 @@ from .encoders import AudioEncoder, VisualEncoder
 
 
 class EZVSL(nn.Module):
-    """Class-agnostic localisation with the AVGN encoders.
+    """Class-agnostic localization with the AVGN encoders.
 
     forward(image, spec) returns the same keys as AVGN: audio_groups [B, 1, D] (f^a, pooled over
     audio tokens), visual_groups None, logits_a / logits_v [B, C] zeros (uniform presence, so

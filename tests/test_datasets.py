@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from datasets import (AudioVisualDataset, ClassBalancedBatchSampler, DataError, MixtureSampler,
-                      build_dataset, canonical_class, collate, media_record, read_list,
-                      read_music_json, read_pair_list, read_vggss_json, read_vggsound_csv,
-                      write_list)
+                      build_dataset, canonical_class, collate, read_list, read_music_json,
+                      read_pair_list, read_vggss_json, read_vggsound_csv, write_list)
+from datasets.benchmarks import media_record
 from datasets.audio import load_window, log_spectrogram
 from datasets.image import Geometry, boxes_to_mask, render_array_mask, render_boxes
 from datasets.records import Record, load_mask_pkl
@@ -21,7 +21,7 @@ from utils.config import Config, DataConfig
 # ----------------------------------------------------------------------------- helpers
 def make_item(root, id_, color=(0, 0, 0), box=None, size=(80, 60), seconds=1.0, sr=8000,
               freq=440.0):
-    """frames/<id>.jpg (a flat colour, a white box at normalised xyxy `box`) + audio/<id>.wav."""
+    """frames/<id>.jpg (a flat color, a white box at normalized xyxy `box`) + audio/<id>.wav."""
     os.makedirs(os.path.join(root, "frames"), exist_ok=True)
     os.makedirs(os.path.join(root, "audio"), exist_ok=True)
     w, h = size
@@ -160,7 +160,7 @@ def test_list_errors_and_vggsound_csv(tmp_path):
         read_vggss_json(str(tmp_path / "b.json"))
 
 
-def test_pkl_mask_resized_nearest_and_binarised(tmp_path):
+def test_pkl_mask_resized_nearest_and_binarized(tmp_path):
     m = np.zeros((4, 8))
     m[:2, :4] = 3.0  # top-left quarter, non-binary values
     with open(tmp_path / "m.pkl", "wb") as f:
@@ -189,7 +189,7 @@ def test_train_masks_follow_the_image(tmp_path):
     for epoch in range(6):
         ds.set_epoch(epoch)
         s = ds[0]
-        white = s["image"].mean(0) > 1.0  # normalised white ~ 2.2, black ~ -1.8
+        white = s["image"].mean(0) > 1.0  # normalized white ~ 2.2, black ~ -1.8
         gt = s["gt"][0] > 0
         assert (white == gt).float().mean() > 0.97  # all but the resampled edge pixels
         flips.add(bool(gt[:, -1].any()))
@@ -250,15 +250,15 @@ def test_spectrogram_shape_and_finite():
     assert log_spectrogram(np.zeros(n, np.float32), freq_bins=128, frames=100).shape == (1, 128, 100)
 
 
-def test_audio_window_centre_tile_resample(tmp_path):
+def test_audio_window_center_tile_resample(tmp_path):
     sr = 8000
     ramp = (np.arange(10 * sr) / (10 * sr)).astype(np.float32)  # value = time / 10 s
     sf.write(tmp_path / "r.wav", ramp, sr, subtype="FLOAT")
-    w = load_window(str(tmp_path / "r.wav"), sr, 2.0, centre=3.0)
+    w = load_window(str(tmp_path / "r.wav"), sr, 2.0, center=3.0)
     assert len(w) == 2 * sr and abs(w[0] - 0.2) < 1e-3 and abs(w[-1] - 0.4) < 1e-3
-    w = load_window(str(tmp_path / "r.wav"), sr, 2.0, centre=9.9)  # shifted to stay inside
+    w = load_window(str(tmp_path / "r.wav"), sr, 2.0, center=9.9)  # shifted to stay inside
     assert abs(w[-1] - 1.0) < 1e-3
-    w = load_window(str(tmp_path / "r.wav"), 4000, 2.0)  # clip centre, resampled
+    w = load_window(str(tmp_path / "r.wav"), 4000, 2.0)  # clip center, resampled
     assert len(w) == 8000 and abs(w[4000] - 0.5) < 5e-3
     sf.write(tmp_path / "s.wav", ramp[:sr // 2], sr)
     w = load_window(str(tmp_path / "s.wav"), sr, 2.0)  # 0.5 s tiled to 2 s
@@ -272,7 +272,7 @@ def test_audio_window_centre_tile_resample(tmp_path):
 
 def test_audio_window_from_video_container(tmp_path):
     from datasets.audio import cut_window, decode_av
-    from tools.bench_data import write_test_video
+    from tools.fixtures import write_test_video
     path, sr = str(tmp_path / "v.mp4"), 16000
     hz = [300, 600, 900, 1200, 1500, 1800]  # one tone per second
     write_test_video(path, seconds=6.0, fps=5, sample_rate=sr, freq=hz)
@@ -281,10 +281,10 @@ def test_audio_window_from_video_container(tmp_path):
         return np.argmax(np.abs(np.fft.rfft(w))) * rate / len(w)
 
     whole, start = decode_av(path, sr, with_start=True)
-    for centre in (-5.0, -1.0, 0.2, 2.5, 4.5, 5.9, 7.0):  # outside, near the ends, inside (seek)
-        w = load_window(path, sr, 1.0, centre)
-        ref = cut_window(whole, sr, 1.0, centre - start)  # the whole stream decoded, same timeline
-        assert len(w) == sr and np.abs(w - ref).max() < 1e-3, centre
+    for center in (-5.0, -1.0, 0.2, 2.5, 4.5, 5.9, 7.0):  # outside, near the ends, inside (seek)
+        w = load_window(path, sr, 1.0, center)
+        ref = cut_window(whole, sr, 1.0, center - start)  # the whole stream decoded, same timeline
+        assert len(w) == sr and np.abs(w - ref).max() < 1e-3, center
     assert abs(dominant(load_window(path, sr, 1.0, 3.5), sr) - 1200) < 10
     assert abs(dominant(load_window(path, 8000, 1.0, 1.5), 8000) - 600) < 10  # resampled
     write_test_video(str(tmp_path / "w.mp4"), seconds=5.0, fps=5, sample_rate=sr, freq=hz)

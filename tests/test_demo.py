@@ -1,7 +1,7 @@
 """demo.py end to end on generated clips, with a checkpoint whose answer is known by hand.
 
-The checkpoint (tools/bench_demo.colour_checkpoint) is the quick-start AVGN with AVCT off and
-weights set so that the map of a class peaks on that class's colour; it loads through the normal
+The checkpoint (tools.fixtures.color_checkpoint) is the quick-start AVGN with AVCT off and
+weights set so that the map of a class peaks on that class's color; it loads through the normal
 checkpoint path. The clip: a 'disc' moves left to right while its sound plays, a silent 'star'
 stays still in the lower half.
 """
@@ -18,7 +18,7 @@ from PIL import Image
 
 import demo
 from demo import DemoError, select_classes
-from tools.bench_demo import colour_checkpoint, write_clip
+from tools.fixtures import color_checkpoint, write_clip
 from utils.checkpoint import save_checkpoint
 
 W, H, FPS, SECONDS = 128, 96, 15, 3.0
@@ -30,7 +30,7 @@ def assets(tmp_path_factory):
     clip = str(d / "clip.mp4")
     truth = write_clip(clip, SECONDS, FPS, W, H, sample_rate=44100, sounding="disc",
                        distractor="star")
-    ckpt = colour_checkpoint(str(d / "colour.pth"))
+    ckpt = color_checkpoint(str(d / "color.pth"))
     return {"dir": d, "clip": clip, "truth": truth, "ckpt": ckpt}
 
 
@@ -75,7 +75,7 @@ def test_maps_follow_the_sounding_object(assets, tmp_path):
         disc, star = t["sources"]
         assert (disc["class"], star["class"]) == ("disc", "star")
         assert disc["score"] == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item(), abs=1e-4)
-        box = assets["truth"]["box"](t["frame"] / FPS)  # the disc in the frame that was analysed
+        box = assets["truth"]["box"](t["frame"] / FPS)  # the disc in the frame that was analyzed
         assert inside(*disc["peak"], box, 8), (t, box)
         assert inside(*star["peak"], assets["truth"]["distractor"], 8), t
         xs.append(disc["peak"][0])

@@ -118,7 +118,7 @@ def test_hand_made_ciou_and_ap():
     assert np.allclose(ap[:4], expected_ap, rtol=0, atol=1e-15)
     assert np.allclose(ci[:4], expected_ciou, rtol=0, atol=1e-15)
     assert np.isnan(ap[4]) and np.isnan(ci[4])  # empty gt: undefined
-    # the public ciou on binarised maps agrees
+    # the public ciou on binarized maps agrees
     assert np.allclose(metrics.ciou(metrics.binarize(maps), gts), ci, equal_nan=True)
 
 

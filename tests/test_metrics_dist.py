@@ -66,6 +66,5 @@ def test_two_processes_equal_one(tmp_path):
     assert got["multi"]["num_excluded"] == 1 and got["multi"]["num_sources"] == 2 * NUM - 2
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
+if __name__ == "__main__":  # under torchrun, with PYTHONPATH=ROOT
     _worker(sys.argv[1])

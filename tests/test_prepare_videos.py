@@ -6,7 +6,7 @@ import soundfile as sf
 from PIL import Image
 
 from datasets import build_dataset, read_list
-from tools.bench_data import write_test_video
+from tools.fixtures import write_test_video
 from tools.prepare_videos import main, merge_marker
 from utils.config import Config
 
@@ -47,11 +47,11 @@ def test_prepare_videos_every_resume_and_report(tmp_path):
     assert s["image"].shape == (3, 32, 32) and s["spec"].shape == (1, 257, 300)
 
 
-def test_prepare_videos_centre(tmp_path):
+def test_prepare_videos_center(tmp_path):
     videos, out = tmp_path / "videos", tmp_path / "root"
     os.makedirs(videos)
     write_test_video(str(videos / "a.mp4"), seconds=1.0, fps=10)
-    r = main(["--videos", str(videos), "--out", str(out), "--centre", "--seconds", "3"])
+    r = main(["--videos", str(videos), "--out", str(out), "--center", "--seconds", "3"])
     assert r["frames"] == 1 and (out / "videos.txt").read_text() == "a\n"
     wave, sr = sf.read(out / "audio" / "a.wav")
     assert sr == 22050 and len(wave) == 3 * 22050  # 1-s clip tiled to 3 s
@@ -67,7 +67,7 @@ def test_prepare_videos_refuses_two_videos_with_one_id(tmp_path):
 
 
 def test_prepare_videos_music_lists(tmp_path):
-    from datasets import media_record
+    from datasets.benchmarks import media_record
     from datasets.audio import load_window
     videos, out = tmp_path / "videos", tmp_path / "root"
     os.makedirs(videos)
@@ -89,7 +89,7 @@ def test_prepare_videos_music_lists(tmp_path):
         name = f"vidA_{f // 30:03d}_{f:05d}.jpg"
         width = (np.asarray(Image.open(out / "frames" / name).convert("L"))[32] > 100).sum()
         assert abs(width - int(96 * (round(2.5 * f) + 1) / 100)) <= 2, (f, width)
-    # the loader's MUSIC fallback cuts the window centred on frame 31 (3.1 s) from vidA.wav
+    # the loader's MUSIC fallback cuts the window centered on frame 31 (3.1 s) from vidA.wav
     rec = media_record(str(out), "vidA_001_00031", ["cello"], music_ids=True, frame_rate=10.0)
     assert rec.audio.endswith("vidA.wav") and rec.audio_offset == 3.1
     w = load_window(rec.audio, 8000, 0.2, rec.audio_offset)  # 3.0-3.2 s: the 4th second's tone

@@ -1,12 +1,14 @@
-"""tools/reproduce.py and tools/figures.py: aggregation, tables, run planning, presence metrics."""
+"""tools.reproduce, tools.report and tools.figures: run planning, aggregation, tables, presence
+metrics."""
 import math
 
 import numpy as np
 import pytest
 
 from tools.figures import presence_metrics
-from tools.reproduce import (aggregate, curve_points, finite, fmt_change, fmt_stat, markdown_table,
-                             mean_std, plan_runs)
+from tools.report import (aggregate, finite, fmt_change, fmt_stat, markdown_table, mean_std,
+                          write_report)
+from tools.reproduce import curve_points, plan_runs
 
 
 def test_mean_std_skips_missing_and_uses_sample_std():
@@ -91,7 +93,7 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
         assert out["visual_is_group"].all() == group and out["audio_is_group"].all() == group
         assert out["visual_emb"].shape == (6, 32) and np.allclose(
             np.linalg.norm(out["visual_emb"], axis=1), 1.0, atol=1e-5)
-        if group:  # g^v and g^a of the labelled class
+        if group:  # g^v and g^a of the labeled class
             with torch.no_grad():
                 out_all = model(torch.stack([Items()[i]["image"] for i in range(6)]),
                                 torch.stack([Items()[i]["spec"] for i in range(6)]))
@@ -100,52 +102,16 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
                 assert np.allclose(out[key], ref.numpy(), atol=1e-5), key
 
 
-def test_recipe_rows_start_from_the_paper_objective_and_row_8_is_the_quick_start(tmp_path):
-    import json
-    from tools.recipes import ROWS, command, val_ap
-    from utils.config import load_config, to_dict
-
-    def resolved(i):
-        argv = command(i, str(tmp_path), [])
-        assert argv[:5] == ["train.py", "--config", "configs/synthetic.yaml", "--resume", "auto"]
-        cfg = to_dict(load_config(argv[2], argv[5:]))
-        assert cfg["train"]["epochs"] == ROWS[i][2] and not cfg["eval"]["test_at_end"]
-        for section, key in [("train", "epochs"), ("train", "output_dir"), ("eval", "test_at_end")]:
-            del cfg[section][key]
-        return cfg
-
-    quick_start = to_dict(load_config("configs/synthetic.yaml"))
-    for section, key in [("train", "epochs"), ("train", "output_dir"), ("eval", "test_at_end")]:
-        del quick_start[section][key]
-    assert resolved(8) == quick_start
-    paper = resolved(1)
-    assert (paper["model"]["loc_features"], paper["loss"]["w_loc_agnostic"],
-            paper["loss"]["patch_grad"]) == ("modulated", 0.0, True)
-    assert [i for i in range(len(ROWS)) if resolved(i) == paper] == [1]  # every other row differs
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"epoch": 0, "step": 128, "val_AP": 0.2}, {"epoch": 1, "step": 200},
-        {"epoch": 1, "step": 256, "val_AP": 0.4}]) + "\n")
-    assert val_ap(str(run)) == {1: 0.2, 2: 0.4} and val_ap(str(tmp_path / "none")) == {}
-
-
-def test_recipe_runs_name_their_commits_and_refuse_another_config(tmp_path):
-    from tools.recipes import check_config, command, trained_at
-    from utils.config import dump_config, load_config
-    run = tmp_path / "runs" / "row1"
-    run.mkdir(parents=True)
-    (run / "train.log").write_text("10:00:00 INFO git abc1234 | train.py ...\n10:00:01 INFO x\n"
-                                   "11:00:00 INFO git def5678-dirty | train.py --resume auto\n"
-                                   "11:00:01 INFO git abc1234 | train.py ...\n")
-    assert trained_at(str(run)) == ["abc1234", "def5678-dirty"]
-    from tools.recipes import add_seconds, read_seconds
-    add_seconds(str(run / "wall_s.txt"), 60.0)
-    add_seconds(str(run / "wall_s.txt"), 30.5)  # a second invocation adds to the first
-    assert read_seconds(str(run / "wall_s.txt")) == 90.5
-    argv = command(1, str(tmp_path), [])
-    dump_config(load_config(argv[2], argv[5:]), str(run / "config.yaml"))
-    check_config(1, str(run), str(tmp_path), [])  # the same config: fine
-    with pytest.raises(SystemExit, match=r"row1 was trained with another config \(model.depth"):
-        check_config(1, str(run), str(tmp_path), ["model.depth=3"])
+def test_report_from_a_summary_alone(tmp_path):
+    run = {"frame": {"synthetic:test": {"AP": 0.4}, "synthetic:test_pairs": {"CAP": 0.5}}}
+    summary = {"command": "python -m tools.reproduce --quick", "mode": "quick", "seeds": [0, 1],
+               "steps": 8, "extra": [], "select": "last", "baselines": {},
+               "variant_labels": {"avgn": "AVGN"}, "iou_key": "IoU@0.5", "ciou_key": "CIoU@0.3",
+               "runs": {"avgn_s0": {"variants": ["avgn"], "seed": 0, "results": run},
+                        "avgn_s1": {"variants": ["avgn"], "seed": 1, "results": {
+                            "frame": {"synthetic:test": {"AP": 0.6}}}}}}
+    tables = write_report(summary, str(tmp_path))
+    assert tables["table1_2"]["AVGN"]["AP"]["mean"] == pytest.approx(0.5)
+    assert tables["table1_2"]["AVGN"]["pairs/frame CAP"]["n"] == 1  # seed 1 lacks the pairs
+    text = (tmp_path / "tables.md").read_text()
+    assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text

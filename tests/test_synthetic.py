@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from datasets import render
 from datasets import synthetic as syn
 from datasets.image import IMAGENET_MEAN, IMAGENET_STD
 from datasets.records import read_list, read_music_json, read_pair_list, read_vggss_json
@@ -40,7 +41,7 @@ def _class_pixels(frame, cls):
     """Pixels of `cls`'s hue (saturated, not dark) in an RGB PIL frame: [H, W] bool."""
     hsv = np.asarray(frame.convert("HSV"), np.float32)
     hue = hsv[..., 0] * 360.0 / 256.0
-    diff = np.abs((hue - syn._SPEC[cls]["hue"] + 180.0) % 360.0 - 180.0)
+    diff = np.abs((hue - render._SPEC[cls]["hue"] + 180.0) % 360.0 - 180.0)
     return (diff < 12.0) & (hsv[..., 1] > 0.45 * 255) & (hsv[..., 2] > 0.3 * 255)
 
 
@@ -52,12 +53,12 @@ def _box_mask(box, h, w):
 
 
 def test_render_is_deterministic_and_keyed():
-    a = syn.render_item("test", 0, 5, S, SR, 1.0)
-    b = syn.render_item("test", 0, 5, S, SR, 1.0)
+    a = render.render_item("test", 0, 5, S, SR, 1.0)
+    b = render.render_item("test", 0, 5, S, SR, 1.0)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.audio, b.audio)
     assert a.objects == b.objects
-    for other in (syn.render_item("test", 1, 5, S, SR, 1.0), syn.render_item("val", 0, 5, S, SR, 1.0),
-                  syn.render_item("test", 0, 6, S, SR, 1.0)):
+    for other in (render.render_item("test", 1, 5, S, SR, 1.0), render.render_item("val", 0, 5, S, SR, 1.0),
+                  render.render_item("test", 0, 6, S, SR, 1.0)):
         assert not np.array_equal(a.image, other.image)
         assert not np.allclose(a.audio, other.audio)
     assert a.image.shape == (S, S, 3) and a.image.dtype == np.uint8
@@ -69,11 +70,11 @@ def test_objects_sizes_and_distractors():
     areas = {True: [], False: []}
     on_top = 0
     for i in range(300):
-        item = syn.render_item("train", 0, i, S, SR, 1.0, num_sources=1 + (i % 4 == 0))
+        item = render.render_item("train", 0, i, S, SR, 1.0, num_sources=1 + (i % 4 == 0))
         classes = [o.cls for o in item.objects]
         sounding = [o.cls for o in item.sounding]
         assert len(set(classes)) == len(classes), classes  # distractors never share a class
-        lo, hi = syn.DISTRACTORS
+        lo, hi = render.DISTRACTORS
         assert lo <= len(classes) - len(sounding) <= hi
         on_top += item.objects[-1].sounding and len(sounding) == 1
         for o in item.objects:
@@ -81,7 +82,7 @@ def test_objects_sizes_and_distractors():
             assert 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0, o.box
             area = (x2 - x1) * (y2 - y1)
             # the in-frame box of a shape of area <= AREA_MAX, at least MIN_VISIBLE of it in view
-            assert 0.1 * syn.AREA_MIN <= area <= syn.AREA_MAX + 0.02, area
+            assert 0.1 * render.AREA_MIN <= area <= render.AREA_MAX + 0.02, area
             areas[o.sounding].append(area)
     # the sounding object is drawn like the distractors: same sizes, not always on top
     mean_s, mean_d = np.mean(areas[True]), np.mean(areas[False])
@@ -89,8 +90,8 @@ def test_objects_sizes_and_distractors():
     assert 0.1 < on_top / 225 < 0.45, on_top
 
 
-def test_audio_blind_maps_do_not_localise():
-    """Highlighting every object (+ a centre prior) is far from the sounding object's mask."""
+def test_audio_blind_maps_do_not_localize():
+    """Highlighting every object (+ a center prior) is far from the sounding object's mask."""
     def ap(score, gt):  # average precision over pixels (ties grouped)
         order = np.argsort(-score.ravel(), kind="stable")
         s, g = score.ravel()[order], gt.ravel()[order] > 0
@@ -98,16 +99,16 @@ def test_audio_blind_maps_do_not_localise():
         tp, n = np.cumsum(g)[last], np.arange(1, len(g) + 1)[last]
         return float(np.sum(np.diff(np.r_[0.0, tp / g.sum()]) * tp / n))
 
-    aps = {"objects": [], "centre": [], "both": [], "oracle": []}
+    aps = {"objects": [], "center": [], "both": [], "oracle": []}
     for i in range(150):
-        item = syn.render_item("test", 0, i, S, SR, 1.0)
-        gt = syn.objects_map(item.objects, S, sounding_only=True)
-        every, centre = syn.objects_map(item.objects, S), syn.centre_map(S)
-        for k, m in (("objects", every), ("centre", centre), ("both", every + 0.5 * centre),
-                     ("oracle", gt + 0.01 * centre)):
+        item = render.render_item("test", 0, i, S, SR, 1.0)
+        gt = render.objects_map(item.objects, S, sounding_only=True)
+        every, center = render.objects_map(item.objects, S), render.center_map(S)
+        for k, m in (("objects", every), ("center", center), ("both", every + 0.5 * center),
+                     ("oracle", gt + 0.01 * center)):
             aps[k].append(ap(m, gt))
     mean = {k: np.mean(v) for k, v in aps.items()}
-    assert mean["oracle"] == 1.0 and max(mean["objects"], mean["centre"], mean["both"]) < 0.45, mean
+    assert mean["oracle"] == 1.0 and max(mean["objects"], mean["center"], mean["both"]) < 0.45, mean
 
 
 def test_annotations_match_pixels(root):
@@ -133,12 +134,12 @@ def test_annotations_match_pixels(root):
             if not o["sounding"]:
                 others |= _box_mask(o["bbox"], S, S)
         inside.append((pix & box).sum() / max((pix & (box | ~others)).sum(), 1))
-    # ... and (JPEG colour bleeding aside) not in the background
+    # ... and (JPEG color bleeding aside) not in the background
     assert min(inside) > 0.8 and np.mean(inside) > 0.97, inside
 
 
 def test_audio_pitch_matches_class(root):
-    f0s = np.array([syn._SPEC[c]["f0"] for c in syn.CLASS_NAMES])
+    f0s = np.array([render._SPEC[c]["f0"] for c in syn.CLASS_NAMES])
     for e in read_list(os.path.join(root, "test.txt"), 2, 2):
         wave, sr = sf.read(os.path.join(root, "audio", f"{e.id}.wav"), dtype="float32")
         assert sr == SR and wave.ndim == 1 and len(wave) == SR
@@ -245,10 +246,10 @@ def test_eval_splits_load(auto_root):
 
 
 def test_baseline_maps():
-    item = syn.render_item("test", 0, 0, S, SR, 1.0)
-    every = syn.objects_map(item.objects, S)
-    only = syn.objects_map(item.objects, S, sounding_only=True)
+    item = render.render_item("test", 0, 0, S, SR, 1.0)
+    every = render.objects_map(item.objects, S)
+    only = render.objects_map(item.objects, S, sounding_only=True)
     box = _box_mask(item.sounding[0].box, S, S)
     assert np.array_equal(only > 0, box) and (every[box] == 1).all() and every.sum() > only.sum()
-    c = syn.centre_map(S)
+    c = render.center_map(S)
     assert c.shape == (S, S) and c[S // 2, S // 2] > c[0, 0]

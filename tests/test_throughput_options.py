@@ -111,12 +111,11 @@ def test_adam_is_fused_on_cuda_only():
 
 
 def test_loader_pins_memory_and_keeps_prefetching_workers():
-    pytest.importorskip("soundfile", reason="utils/data.py imports the data pipeline (soundfile)")
-    from utils.data import make_loader
+    from datasets import build_loader
     data = torch.utils.data.TensorDataset(torch.zeros(8))
-    loader = make_loader(data, 2, True, num_workers=2, pin_memory=True)
+    loader = build_loader(data, 2, True, num_workers=2, pin_memory=True)
     assert loader.pin_memory and loader.persistent_workers and loader.prefetch_factor == 4
-    assert not make_loader(data, 2, False, num_workers=0).persistent_workers
+    assert not build_loader(data, 2, False, num_workers=0).persistent_workers
 
 
 def _cuda_fp32_setup():
@@ -130,7 +129,7 @@ def _cuda_fp32_setup():
 def test_bf16_autocast_loss_matches_fp32_cuda():
     # tolerance: bf16 keeps 8 bits of mantissa (rel 4e-3 per product) and the logits are cos / 0.03;
     # measured rel. differences of the loss terms <= 5e-3 (H200, paper model, batch 32), allowed
-    # 2e-2; the gradient direction of this randomly initialised model: cos 0.83 measured (H200)
+    # 2e-2; the gradient direction of this randomly initialized model: cos 0.83 measured (H200)
     device, batch = _cuda_fp32_setup()
     model = small_model(dim=128, width=16).to(device)
     ref, gref = loss_and_grads(model, batch, device)

@@ -135,7 +135,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, synth_root):
 def test_non_finite_loss_stops_with_step_and_terms(tmp_path, synth_root, monkeypatch):
     build = train.build_criterion
 
-    def nan_loc(cfg):  # a criterion whose localisation term overflows
+    def nan_loc(cfg):  # a criterion whose localization term overflows
         criterion = build(cfg)
 
         def terms(*args):
@@ -159,7 +159,6 @@ DDP_COMMON = ["train.eval_every=0", "eval.test_at_end=false", "train.max_steps=3
 # abort a finished run (SIGABRT); cleanup() must have collected it before destroying the group.
 TRAIN_THEN_CHECK = """import gc, sys
 gc.disable()
-sys.path.insert(0, {repo!r})
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 destroy, destroyed = dist.destroy_process_group, []
@@ -178,12 +177,13 @@ assert destroyed, "the process group was not destroyed"
 def _torchrun(nproc, out, root, *extra):
     script = os.path.join(os.path.dirname(out), f"train_then_check_{os.path.basename(out)}.py")
     with open(script, "w") as f:
-        f.write(TRAIN_THEN_CHECK.format(repo=os.path.dirname(os.path.abspath(train.__file__))))
+        f.write(TRAIN_THEN_CHECK)
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
            "--rdzv-endpoint=localhost:0", "--rdzv-backend=c10d",
            script, "--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
            f"train.output_dir={out}", *DDP_COMMON, *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    repo = os.path.dirname(os.path.abspath(train.__file__))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=repo)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return _weights(os.path.join(out, "checkpoint.pth"))

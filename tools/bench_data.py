@@ -1,10 +1,10 @@
 """Training-loader throughput: this pipeline vs the authors' per-item PyAV + scipy path.
 
-    python tools/bench_data.py                       # generates 512 items in a temp dir
-    python tools/bench_data.py --root data/music --list music_solo_train.txt
+    python -m tools.bench_data                       # generates 512 items in a temp dir
+    python -m tools.bench_data --root data/music --list music_solo_train.txt
 
 Both loaders do the same work per item with the same DataLoader (batch 32, --workers processes):
-decode a jpg frame, resize short side + random crop + flip + ImageNet normalisation, decode a
+decode a jpg frame, resize short side + random crop + flip + ImageNet normalization, decode a
 3-s audio window at 22050 Hz and compute its log spectrogram.
 * ours: `AudioVisualDataset` (soundfile reads only the window, polyphase resampling,
   torch.stft, JPEG draft decoding);
@@ -15,18 +15,17 @@ Prints items/s of each and the ratio. The default data: 480p jpgs and 10-s 44.1 
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-import soundfile as sf
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets import AudioVisualDataset, collate, media_record, read_list  # noqa: E402
-from utils.config import DataConfig  # noqa: E402
+from datasets import AudioVisualDataset, collate, read_list
+from datasets.benchmarks import media_record
+from tools.fixtures import make_root
+from utils.config import DataConfig
 
 
 def parse_args(argv=None):
@@ -38,68 +37,6 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32, help="batch size")
     p.add_argument("--size", type=int, default=224, help="image size")
     return p.parse_args(argv)
-
-
-def synthetic_frame(rng, width=854, height=480):
-    """A smooth frame with a few shapes (compresses and decodes like a real photo)."""
-    x = np.linspace(0, 1, width)[None, :, None]
-    y = np.linspace(0, 1, height)[:, None, None]
-    base = (255 * (0.5 + 0.5 * np.sin(6 * x * rng.random(3) + 4 * y * rng.random(3)))).astype(np.uint8)
-    img = Image.fromarray(base)
-    d = ImageDraw.Draw(img)
-    for _ in range(6):
-        x0, y0 = rng.integers(0, width - 80), rng.integers(0, height - 80)
-        d.ellipse([x0, y0, x0 + rng.integers(30, 200), y0 + rng.integers(30, 200)],
-                  fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-    return img
-
-
-def make_root(folder, n, seconds=10.0, sample_rate=44100, seed=0):
-    """n items: frames/<id>.jpg (480p) and audio/<id>.wav (seconds at sample_rate)."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(os.path.join(folder, "frames"), exist_ok=True)
-    os.makedirs(os.path.join(folder, "audio"), exist_ok=True)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    ids = []
-    for i in range(n):
-        id_ = f"item{i:05d}"
-        synthetic_frame(rng).save(os.path.join(folder, "frames", id_ + ".jpg"), quality=90)
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) + 0.05 * rng.standard_normal(len(t))
-        sf.write(os.path.join(folder, "audio", id_ + ".wav"), wave.astype(np.float32), sample_rate,
-                 subtype="PCM_16")
-        ids.append(id_)
-    return ids
-
-
-def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000, freq=440.0):
-    """A small mp4 (mpeg4 video + aac audio, a sine tone) written with PyAV. freq: Hz, or a list
-    of Hz, one per second of the clip (the last one held)."""
-    import av
-    w, h = size
-    with av.open(path, "w") as c:
-        vs = c.add_stream("mpeg4", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        as_ = c.add_stream("aac", rate=sample_rate)
-        as_.layout = "mono"
-        for i in range(int(seconds * fps)):
-            img = np.zeros((h, w, 3), dtype=np.uint8)
-            img[:, : int(w * (i + 1) / (seconds * fps))] = 200  # a bar growing with time
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in vs.encode():
-            c.mux(packet)
-        t = np.arange(int(seconds * sample_rate)) / sample_rate
-        hz = np.asarray(freq, dtype=np.float64).reshape(-1)
-        hz = hz[np.minimum(t.astype(int), len(hz) - 1)]
-        tone = (0.5 * np.sin(2 * np.pi * np.cumsum(hz) / sample_rate)).astype(np.float32)
-        chunk = 1024
-        for k in range(0, len(tone), chunk):
-            frame = av.AudioFrame.from_ndarray(tone[None, k:k + chunk], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = sample_rate, k
-            for packet in as_.encode(frame):
-                c.mux(packet)
-        for packet in as_.encode():
-            c.mux(packet)
 
 
 class AuthorsPath(torch.utils.data.Dataset):

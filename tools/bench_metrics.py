@@ -1,26 +1,23 @@
 """Time the evaluators of metrics.py against a per-sample reference loop, and compare numbers.
 
-The reference scores one sample (and one source) at a time the way public sound-localisation
-repositories do: numpy min-max normalisation, np.median threshold, numpy ciou, and
+The reference scores one sample (and one source) at a time the way public sound-localization
+repositories do: numpy min-max normalization, np.median threshold, numpy ciou, and
 sklearn.metrics.average_precision_score(gt, map) per map; PIAP by trying every permutation.
 Data: random but structured maps (Gaussian blobs + noise, float32) and box masks, fixed seed;
 5158 single-source samples at 224x224 (VGG-SS test size) and 446 two-source samples on 224x448
 canvases (two frames side by side).
 
 Usage (from the repository root):
-    python tools/bench_metrics.py [--single 5158] [--multi 446] [--size 224]
+    python -m tools.bench_metrics [--single 5158] [--multi 446] [--size 224]
 """
 import argparse
 import itertools
-import os
-import sys
 import time
 
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import metrics  # noqa: E402
+import metrics
 
 
 def make_maps(rng, num, height, width):

@@ -20,11 +20,10 @@ import sys
 import time
 
 import torch
-from tqdm import tqdm
 
 from datasets import build_dataset, training_lists
 from utils.config import load_config
-from utils.logger import logger, setup_logging
+from utils.logger import logger, progress, setup_logging
 
 WHERE = re.compile(r"^(?P<a>[^\s]+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
 _DATASET = None  # the dataset the worker processes read (inherited through fork)
@@ -73,7 +72,7 @@ def decode_all(dataset, workers, desc):
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
         results = pool.imap_unordered(_decode, range(len(dataset)), chunksize=8)
     try:
-        for r in tqdm(results, total=len(dataset), desc=desc, disable=None, leave=False):
+        for r in progress(results, total=len(dataset), desc=desc):
             if r is not None:
                 bad.append(r)
     finally:

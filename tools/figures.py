@@ -1,34 +1,29 @@
 """Figures from a checkpoint: t-SNE of the class-aware embeddings (the paper's Figure 4), and the
 model outputs behind them (embeddings, audio presence, map peaks) for any benchmark.
 
-    python tools/figures.py --ckpt run/checkpoint.pth --tsne tsne.png
-    python tools/figures.py --ckpt run/best.pth --tsne tsne_val.png --split val --max-items 300 \
+    python -m tools.figures --ckpt run/checkpoint.pth --tsne tsne.png
+    python -m tools.figures --ckpt run/best.pth --tsne tsne_val.png --split val --max-items 300 \
         data.root=/data/vggss
 
-Embeddings per test item b with (first) labelled class c_b: AVGN (class-aware) uses g^a[b, c_b]
+Embeddings per test item b with (first) labeled class c_b: AVGN (class-aware) uses g^a[b, c_b]
 (audio_groups) and g^v[b, c_b] (gv, also when the maps use raw patch features); EZ-VSL and the
 AVGN variant without tokens and grouping use f^a (the pooled audio token) and the patch features
-f^v max-pooled over the patches. Embeddings are L2-normalised before t-SNE. The class-aware
-embeddings are indexed by the labelled class, so they start apart (each class has its own token);
-what training changes is how tightly the items of a class gather around it. Localisation overlays come from
+f^v max-pooled over the patches. Embeddings are L2-normalized before t-SNE. The class-aware
+embeddings are indexed by the labeled class, so they start apart (each class has its own token);
+what training changes is how tightly the items of a class gather around it. Localization overlays come from
 `python test.py --ckpt X --save-vis N`.
 """
 import argparse
 import json
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from datasets import build_dataset  # noqa: E402
-from engine import load_trained, to_device  # noqa: E402
-from models import localization_maps, presence  # noqa: E402
-from utils.data import make_loader  # noqa: E402
+from datasets import build_dataset, build_loader
+from engine import load_trained, to_device
+from models import localization_maps, presence
 
 
 @torch.no_grad()
@@ -36,14 +31,14 @@ def model_outputs(model, dataset, device="cpu", batch_size=64, max_items=0, num_
     """Run `model` over (the first `max_items` items of) `dataset`; one row per item.
 
     Returns dict of numpy arrays (M items, C classes, D embedding size):
-        index [M] dataset index; cls [M] first labelled class; labels [M, C] multi-hot;
+        index [M] dataset index; cls [M] first labeled class; labels [M, C] multi-hot;
         presence [M, C] audio presence p^a; audio_emb, visual_emb [M, D] (see module docstring);
         peak [M] max over the feature grid of the raw cosine map of class cls;
         audio_is_group, visual_is_group [M] bool: the embedding is a class group (else f^a / pooled f^v).
     """
     if max_items and len(dataset) > max_items:
         dataset = torch.utils.data.Subset(dataset, range(max_items))
-    loader = make_loader(dataset, batch_size, False, num_workers)
+    loader = build_loader(dataset, batch_size, False, num_workers)
     rows = {k: [] for k in ("index", "cls", "labels", "presence", "audio_emb", "visual_emb", "peak",
                             "audio_is_group", "visual_is_group")}
     for batch in loader:
@@ -70,7 +65,7 @@ def model_outputs(model, dataset, device="cpu", batch_size=64, max_items=0, num_
 
 def presence_metrics(scores, labels, threshold=0.5):
     """Micro-averaged precision / recall / F1 of `scores >= threshold` against multi-hot `labels`,
-    and top-1 accuracy (the highest score is a labelled class).
+    and top-1 accuracy (the highest score is a labeled class).
 
     Args:
         scores: [M, C] presence scores; labels: [M, C] {0, 1}.
@@ -112,7 +107,7 @@ def pyplot():
 
 def tsne_figure(ckpt_path, out_png, split="test", max_items=500, overrides=(), device="cpu",
                 title=None, seed=0):
-    """t-SNE of the audio and visual embeddings of `split` (coloured by class) -> `out_png`.
+    """t-SNE of the audio and visual embeddings of `split` (colored by class) -> `out_png`.
 
     Args:
         ckpt_path: checkpoint written by train.py (its config gives model and data).

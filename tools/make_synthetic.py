@@ -1,20 +1,16 @@
 """Write the synthetic audio-visual benchmark (see datasets/synthetic.py and the README).
 
-    python tools/make_synthetic.py --out data/synthetic --image-size 64 --sample-rate 11025
+    python -m tools.make_synthetic --out data/synthetic --image-size 64 --sample-rate 11025
 
 Writes frames/<id>.jpg, audio/<id>.wav, annotations.json (VGG-SS style), train.txt, val.txt,
 test.txt, test_pairs.csv, test_trios.csv, test_duet.json/.csv, all_objects.json, classes.txt and
 meta.json. Deterministic for a given --seed.
 """
 import argparse
-import logging
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets.synthetic import DEFAULT_SIZES, write_synthetic  # noqa: E402
+from datasets.synthetic import DEFAULT_SIZES, write_synthetic
+from utils.logger import logger, setup_logging
 
 
 def parse_args(argv=None):
@@ -30,14 +26,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
+    setup_logging()
     t = time.time()
     sizes = {k: getattr(args, k) for k in DEFAULT_SIZES}
     meta = write_synthetic(args.out, seed=args.seed, image_size=args.image_size,
                            sample_rate=args.sample_rate, seconds=args.seconds, **sizes)
     n = sum(meta[k] for k in ("num_train", "num_val", "num_test", "num_duet"))
-    logging.info("wrote %d items to %s in %.1f s", n, args.out, time.time() - t)
+    logger.info("wrote %d items to %s in %.1f s", n, args.out, time.time() - t)
     return meta
 
 

@@ -1,39 +1,35 @@
 """Videos -> the on-disk layout every benchmark reads: frames/<id>.jpg, audio/<id>.wav, a list.
 
-    python tools/prepare_videos.py --videos raw/ --out data/mine --every 1.0 --rate 22050
-    python tools/prepare_videos.py --videos music_videos/ --out data/music \
+    python -m tools.prepare_videos --videos raw/ --out data/mine --every 1.0 --rate 22050
+    python -m tools.prepare_videos --videos music_videos/ --out data/music \
         --music-lists data/music/metadata/music_*_train.txt data/music/metadata/music_*_test.csv
 
 For every file under --videos that PyAV can decode (any container, frame rate or sample rate):
-* --centre (default): one frame at the centre of the clip, id = file stem;
+* --center (default): one frame at the center of the clip, id = file stem;
 * --every S: a frame every S seconds starting at S/2, ids ``<stem>_<k:04d>``;
-and for each frame a mono wav at --rate Hz of --seconds centred on the frame's time (shifted to stay
+and for each frame a mono wav at --rate Hz of --seconds centered on the frame's time (shifted to stay
 inside the clip, tiled when the clip is shorter). The list file (default ``<out>/videos.txt``) gets
 ``id`` per line, or ``id,class`` when the videos sit in class sub-folders (``<videos>/<class>/x.mp4``).
 * --music-lists: the frames the MUSIC lists name, ids ``<video>_<segment>_<frame>`` with frame
   numbers counted at --frame-rate (10) from the start of the video, and the whole sound track of
   each video as ``audio/<video>.wav`` (sample 0 = the video's start), from which the loader cuts
-  the window centred on each frame. Videos no list names are not decoded.
+  the window centered on each frame. Videos no list names are not decoded.
 
 Resumable: a finished video leaves ``<out>/.done/<stem>.txt`` (its list lines) and is skipped next
 time. Files that cannot be decoded are listed at the end (and in ``<out>/undecodable.txt``).
 """
 import argparse
-import logging
 import os
-import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from datasets import MUSIC_ID, DataError, read_list  # noqa: E402
-from datasets.audio import cut_window, decode_av  # noqa: E402
-from datasets.records import canonical_class  # noqa: E402
-
-logger = logging.getLogger("prepare_videos")
+from datasets import DataError, read_list
+from datasets.audio import cut_window, decode_av
+from datasets.benchmarks import MUSIC_ID
+from datasets.records import canonical_class
+from utils.logger import logger, progress, setup_logging
 
 
 def parse_args(argv=None):
@@ -42,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="data root: writes frames/, audio/, the list")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--every", type=float, default=0.0, help="one frame every S seconds")
-    mode.add_argument("--centre", action="store_true", help="one frame at the clip centre (default)")
+    mode.add_argument("--center", "--centre", action="store_true",
+                      help="one frame at the clip center (default)")
     mode.add_argument("--music-lists", nargs="+", default=None,
                       help="MUSIC list files: extract the frames they name (<video>_<seg>_<frame>)")
     p.add_argument("--frame-rate", type=float, default=10.0,
@@ -75,7 +72,7 @@ def find_videos(folder: str) -> List[Tuple[str, Optional[str]]]:
 
 
 def frame_times(duration: float, every: float) -> List[float]:
-    """Times of the frames to extract: the centre, or every S seconds from S/2."""
+    """Times of the frames to extract: the center, or every S seconds from S/2."""
     if every <= 0:
         return [duration / 2]
     n = max(int(duration // every), 1)
@@ -219,7 +216,7 @@ def process(path: str, cls: Optional[str], args) -> List[str]:
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
     videos = find_videos(args.videos)
@@ -239,7 +236,7 @@ def main(argv=None):
                              "rename one of them")
         stems[stem] = path
     failed, skipped, done_lines = [], 0, []
-    for path, cls in tqdm(videos, desc="videos", unit="video"):
+    for path, cls in progress(videos, desc="videos", unit="video", leave=True):
         stem = stem_of(path)
         # marker: the ids written, one per line; MUSIC: also BEYOND + id for listed frames that
         # lie beyond the video's end (known, not written)

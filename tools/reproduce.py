@@ -1,23 +1,24 @@
-"""Reproduce the paper's claims on the synthetic benchmark with fixed seeds -> results/.
+"""Reproduce the paper's claims on the synthetic benchmark with fixed seeds: the trainings and
+evaluations -> results/summary.json; tools.report turns it into tables.md and the figures.
 
-    python tools/reproduce.py                  # full: 12 variants (9 trainings) x 3 seeds (~2 h, 2 CPUs)
-    python tools/reproduce.py --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
-    python tools/reproduce.py --dry-run        # print every command, run nothing
-    python tools/reproduce.py --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
+    python -m tools.reproduce                  # full: 12 variants (9 trainings) x 3 seeds (~2 h, 2 CPUs)
+    python -m tools.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
+    python -m tools.reproduce --dry-run        # print every command, run nothing
+    python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
-train.seed=<s> ... <AVGN_RECIPE> <--extra> <variant overrides> train.max_steps=N train.epochs=E`
+train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
 (one schedule for every variant), resumed with `--resume auto`; every evaluation is
 `python test.py --ckpt <run>/checkpoint.pth --out <run>/eval_<name> eval.test_sets=[...]` with
 the same evaluation settings for every variant (EVALS: protocol frame, protocol source, and
-protocol frame binarised at half the map's range). A run whose checkpoint has reached N steps is not
+protocol frame binarized at half the map's range). A run whose checkpoint has reached N steps is not
 trained again and an evaluation newer than its checkpoint is not repeated, so an interrupted
 reproduction continues where it stopped; a run folder trained with another config is an error.
-Variants whose resolved configs are identical (e.g. `depth1` and `avgn` when the recipe has depth
-1) share one run.
+Variants whose resolved configs are identical (e.g. `depth1` and `avgn`: the config has depth 1)
+share one run.
 
-Writes <out>/summary.json (every number, per seed), <out>/tables.md (mean ± sample std over
-seeds; the command and wall time at the top) and PNGs:
+Writes <out>/summary.json (every number, per seed) and, through tools.report, <out>/tables.md
+(mean ± sample std over seeds; the command and wall time at the top) and PNGs:
   Tables 1-2  EZ-VSL vs AVGN (+ audio-blind maps): single source (synthetic:test) AP, IoU@0.5, AUC;
               two sources (synthetic:test_pairs) CAP, PIAP, CIoU@0.3, AUC, protocols frame / source
   Table 3     class tokens x grouping;   Table 4  depth 1/3/6, soft vs hard assignment
@@ -39,26 +40,19 @@ import sys
 import time
 import zlib
 
+import numpy as np
+
+from datasets.dataset import AudioVisualDataset
+from tools.report import DUET, PAIRS, SINGLE, TRIOS, finite, mean_std, write_report
+from utils.config import load_config, to_dict
+from utils.logger import git_sha, logger, setup_logging
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import numpy as np  # noqa: E402
-
-from datasets.dataset import AudioVisualDataset  # noqa: E402
-from utils.config import load_config, to_dict  # noqa: E402
-from utils.logger import git_sha, logger, setup_logging  # noqa: E402
-
-# The base AVGN recipe: config overrides every AVGN variant applies first, then its own. Empty:
-# configs/synthetic.yaml already holds it (loc_features raw, w_loc_agnostic 1, patch_grad false;
-# README, "Making class-aware maps localise"); the `paper_objective` variant undoes it.
-AVGN_RECIPE = []
-
+# configs/synthetic.yaml holds the working recipe (loc_features raw, w_loc_agnostic 1, patch_grad
+# false; docs/reproduction.md); the `paper_objective` variant undoes it
 CONFIG = "configs/synthetic.yaml"
-FULL_STEPS, QUICK_STEPS = 640, 640  # = the quick-start's 5 epochs of 8192 streamed items, batch 64
+STEPS = 640  # = the quick-start's 5 epochs of 8192 streamed items, batch 64
 CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the first-seed AVGN run)
-SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthetic:test_trios",
-                              "synthetic:test_duet")
 # evaluations of every run: name -> (eval.protocol, threshold or None for the config's, test sets).
 # "frame_thr0.5": under the median threshold half of a two-frame canvas is switched on, so no
 # source box (about 7 % of the canvas) reaches ciou 0.3; a threshold at half the map's range can.
@@ -70,12 +64,11 @@ EVALS = {"frame": ("frame", None, [SINGLE, PAIRS, TRIOS, DUET]),
 @dataclasses.dataclass(frozen=True)
 class Variant:
     label: str  # row label in the tables
-    overrides: tuple  # config overrides after the recipe
-    recipe: bool = True  # applies AVGN_RECIPE first
+    overrides: tuple  # config overrides after --extra
 
 
 VARIANTS = {
-    "ezvsl": Variant("EZ-VSL", ("model.name=ezvsl",), recipe=False),
+    "ezvsl": Variant("EZ-VSL", ("model.name=ezvsl",)),
     "avgn": Variant("AVGN", ()),
     "paper_objective": Variant("AVGN, paper's objective (modulated maps, no agnostic term)",
                                ("model.loc_features=modulated", "loss.w_loc_agnostic=0",
@@ -105,78 +98,6 @@ _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num
 
 # ----------------------------------------------------------------------------- aggregation, tables
 
-def mean_std(values):
-    """{mean, std (sample, ddof=1; 0 for one value), n, values} of the finite numbers in `values`."""
-    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    n = len(vals)
-    mean = float(np.mean(vals)) if n else float("nan")
-    std = float(np.std(vals, ddof=1)) if n > 1 else (0.0 if n else float("nan"))
-    return {"mean": mean, "std": std, "n": n, "values": vals}
-
-
-def fmt_stat(stat, digits=3, percent=False):
-    """'0.512 ± 0.013' (several values), '0.512' (one), '—' (none); percent: '51.2 ± 1.3'."""
-    if not stat or not stat.get("n"):
-        return "—"
-    k = 100.0 if percent else 1.0
-    d = digits - 2 if percent else digits
-    if stat["n"] == 1:
-        return f"{stat['mean'] * k:.{d}f}"
-    return f"{stat['mean'] * k:.{d}f} ± {stat['std'] * k:.{d}f}"
-
-
-def markdown_table(headers, rows):
-    """headers: list of str; rows: list of lists of str -> a GitHub markdown table (str)."""
-    assert all(len(r) == len(headers) for r in rows), "every row needs one cell per header"
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def metric_value(results, protocol, test_set, key):
-    """results: {evaluation name (EVALS): {test_set: metrics}} of one run -> the number or None."""
-    v = results.get(protocol, {}).get(test_set, {}).get(key)
-    return v if isinstance(v, (int, float)) else None
-
-
-def aggregate(per_seed, columns):
-    """per_seed: list of one run's results per seed; columns: [(label, protocol, test_set, key)]
-    -> {label: mean_std}."""
-    return {label: mean_std([metric_value(r, p, t, k) for r in per_seed])
-            for label, p, t, k in columns}
-
-
-def finite(obj):
-    """`obj` with NaN / inf floats replaced by None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def stats_table(rows, columns):
-    """rows: [(row label, {column label: mean_std})] -> markdown with one column per label."""
-    labels = [c[0] for c in columns]
-    return markdown_table(["method"] + labels,
-                          [[name] + [fmt_stat(stats.get(c)) for c in labels] for name, stats in rows])
-
-
-def single_columns(iou_key):
-    return [("AP", "frame", SINGLE, "AP"), (iou_key, "frame", SINGLE, iou_key),
-            ("AUC", "frame", SINGLE, "AUC")]
-
-
-def multi_columns(protocol, test_set, ciou_key, tag, recall=False):
-    cols = [(f"{tag} CAP", protocol, test_set, "CAP"), (f"{tag} PIAP", protocol, test_set, "PIAP"),
-            (f"{tag} {ciou_key}", protocol, test_set, ciou_key), (f"{tag} AUC", protocol, test_set, "AUC")]
-    return cols + ([(f"{tag} recall@N", protocol, test_set, "recall@N")] if recall else [])
-
-
 # ----------------------------------------------------------------------------- runs
 
 @dataclasses.dataclass
@@ -195,8 +116,7 @@ class Run:
 
 
 def variant_overrides(name, extra):
-    v = VARIANTS[name]
-    return (list(AVGN_RECIPE) if v.recipe else []) + list(extra) + list(v.overrides)
+    return list(extra) + list(VARIANTS[name].overrides)
 
 
 def schedule_overrides(base_overrides, steps):
@@ -247,7 +167,7 @@ def config_differences(stored, wanted, ignored):
 
 
 def checkpoint_step(run):
-    """Optimiser steps of the run's checkpoint (0 when absent); raises when its config differs."""
+    """Optimizer steps of the run's checkpoint (0 when absent); raises when its config differs."""
     if not os.path.isfile(run.ckpt):
         return 0
     from utils.checkpoint import load_checkpoint
@@ -319,7 +239,7 @@ def evaluate_run(run, runner, eval_fixed, select):
 
 
 def eval_overrides(base_cfg):
-    """The evaluation settings every variant is tested with (from the config without a recipe)."""
+    """The evaluation settings every variant is tested with (the config's)."""
     e = base_cfg.eval
     return [f"eval.threshold={e.threshold}", f"eval.iou_thresholds={json.dumps(e.iou_thresholds)}",
             f"eval.ciou_thresholds={json.dumps(e.ciou_thresholds)}"]
@@ -337,7 +257,7 @@ def presence_curve(run, runner, points, device):
     val (stored in <run>/presence_curve.json). Returns {step: metrics} (sorted)."""
     from datasets import build_dataset
     from engine import load_trained
-    from figures import model_outputs, presence_metrics
+    from tools.figures import model_outputs, presence_metrics
     path = os.path.join(run.dir, "presence_curve.json")
     curve = {}
     if os.path.isfile(path):
@@ -390,11 +310,11 @@ class NegativeAudio(AudioVisualDataset):
 
 
 def negative_audio(run, device):
-    """Mean map peak (raw cosine, labelled class) and max p^a on synthetic:test with the true
+    """Mean map peak (raw cosine, labeled class) and max p^a on synthetic:test with the true
     audio, silence and white noise."""
     from datasets import build_dataset
     from engine import load_trained
-    from figures import model_outputs
+    from tools.figures import model_outputs
     ckpt, cfg, model = load_trained(run.ckpt, device)
     base = build_dataset(cfg, "test", "synthetic", class_names=ckpt["class_names"])
     out = {}
@@ -411,17 +331,18 @@ def negative_audio(run, device):
 
 
 def audio_blind_baselines(cfg):
-    """Centre prior, every object, and every object + 0.5 centre, scored like the models
+    """Center prior, every object, and every object + 0.5 center, scored like the models
     -> {baseline: {evaluation name: {test_set: metrics}}}."""
     import torch
     from datasets import build_dataset
-    from datasets.synthetic import baseline_map, load_all_objects
+    from datasets.render import baseline_map
+    from datasets.synthetic import load_all_objects
     from engine import build_evaluator
     from metrics import MultiSourceEvaluator
-    from utils.data import make_loader
+    from datasets import build_loader
     objects = load_all_objects(cfg.data.root) if os.path.isfile(
         os.path.join(cfg.data.root, "all_objects.json")) else None
-    kinds = ("centre prior", "every object", "every object + 0.5 centre")
+    kinds = ("center prior", "every object", "every object + 0.5 center")
     out = {k: {name: {} for name in EVALS} for k in kinds}
     for name, (protocol, threshold, sets) in EVALS.items():
         for entry in sets:
@@ -431,13 +352,13 @@ def audio_blind_baselines(cfg):
                                        threshold=threshold or cfg.eval.threshold)
             evals = {k: build_evaluator(ds, ecfg) for k in kinds}
             multi = isinstance(next(iter(evals.values())), MultiSourceEvaluator)
-            for batch in make_loader(ds, 64, False, 0):
+            for batch in build_loader(ds, 64, False, 0):
                 gt = batch["gt"]  # [B, N, H, W]
                 H = gt.shape[-2]
                 per = {k: torch.from_numpy(np.stack([baseline_map(objects, i, H, kind)
                                                      for i in batch["id"]]))  # [B, H, W]
-                       for k, kind in (("centre prior", "centre"), ("every object", "objects"))}
-                per["every object + 0.5 centre"] = per["every object"] + 0.5 * per["centre prior"]
+                       for k, kind in (("center prior", "center"), ("every object", "objects"))}
+                per["every object + 0.5 center"] = per["every object"] + 0.5 * per["center prior"]
                 for k, ev in evals.items():
                     m = per[k]
                     if not multi:
@@ -456,55 +377,15 @@ def audio_blind_baselines(cfg):
 
 # ----------------------------------------------------------------------------- figures
 
-def curve_figure(curve, out_png):
-    from figures import pyplot
-    plt = pyplot()
-    steps = list(curve)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for key, style in (("precision", "o-"), ("recall", "s-"), ("f1", "^-"), ("top1", "x--")):
-        ys = [float("nan") if curve[s][key] is None else curve[s][key] for s in steps]
-        ax.plot(steps, ys, style, label=key if key != "top1" else "top-1 acc")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("val, audio presence")
-    ax.set_ylim(0, 1.02)
-    ax.set_title("AVGN class-token classification (p^a >= 0.5)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-
-
-def negatives_figure(neg, out_png):
-    """neg: {variant label: {mode: mean_std of peak}} -> grouped bars."""
-    from figures import pyplot
-    plt = pyplot()
-    labels, modes = list(neg), ("true", "silence", "noise")
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    width = 0.8 / len(modes)
-    for j, mode in enumerate(modes):
-        means = [neg[l][mode]["mean"] for l in labels]
-        stds = [neg[l][mode]["std"] for l in labels]
-        ax.bar(np.arange(len(labels)) + (j - 1) * width, means, width, yerr=stds, label=mode)
-    ax.set_xticks(np.arange(len(labels)))
-    ax.set_xticklabels(labels)
-    ax.set_ylabel("mean map peak (raw cosine)")
-    ax.set_title("Negative audio: true vs silence vs white noise")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- main
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"EZ-VSL vs AVGN, first seed only, "
-                   f"{QUICK_STEPS} steps (default steps), {CURVE_POINTS['quick']} curve points")
+                   f"{CURVE_POINTS['quick']} curve points")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"train.max_steps of every run (default {FULL_STEPS}, --quick {QUICK_STEPS})")
+                   help=f"train.max_steps of every run (default {STEPS})")
     p.add_argument("--only", default=None, help=f"comma-separated variants, from {','.join(VARIANTS)}")
     p.add_argument("--out", default=None,
                    help="output folder, runs in <out>/runs (default: results, --quick: results/quick)")
@@ -520,27 +401,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def fmt_change(stat):
-    """A relative change as '−27.8 %' / '+6.8 ± 1.0 %' ('—' without values)."""
-    if not stat or not stat.get("n"):
-        return "—"
-    sign = "−" if stat["mean"] < 0 else "+"
-    body = fmt_stat({**stat, "mean": abs(stat["mean"])}, percent=True)
-    return f"{sign}{body} %"
-
-
 def _short(path):
     """`path` relative to the repository (where the commands run) when inside it, else absolute."""
     path = os.path.abspath(path)
     return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-
-
-def _fmt_num(v):
-    return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
-
-
-def _fmt_neg(stat, change):
-    return f"{fmt_stat(stat)} ({fmt_change(change)})"
 
 
 def main(argv=None):
@@ -549,7 +413,7 @@ def main(argv=None):
     t_start = time.time()
     mode = "quick" if args.quick else "full"
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    steps = args.steps or STEPS
     variants = (args.only.split(",") if args.only else
                 list(QUICK_VARIANTS) if args.quick else list(VARIANTS))
     unknown = [v for v in variants if v not in VARIANTS]
@@ -585,53 +449,20 @@ def main(argv=None):
         return None
 
     device = _device(args.device)
-    per_variant = {v: [results[r.name] for r in runs_of(runs, v, seeds)] for v in variants}
-    baselines = audio_blind_baselines(base_cfg)
-    iou_key = f"IoU@{max(base_cfg.eval.iou_thresholds):g}" if base_cfg.eval.iou_thresholds else "IoU"
-    ciou_key = f"CIoU@{base_cfg.eval.ciou_thresholds[0]:g}" if base_cfg.eval.ciou_thresholds else "CIoU"
-    tables, md = {}, []
-
-    def add_table(name, title, names, columns, extra_rows=()):
-        rows = [(VARIANTS[v].label, aggregate(per_variant[v], columns)) for v in names
-                if per_variant.get(v)]
-        rows = [(label, aggregate([res], columns)) for label, res in extra_rows] + rows
-        if not rows:
-            return
-        tables[name] = {label: stats for label, stats in rows}
-        md.extend([f"## {title}", "", stats_table(rows, columns), ""])
-
-    thr = [(f"pairs/frame thr 0.5 {ciou_key}", "frame_thr0.5", PAIRS, ciou_key),
-           ("pairs/frame thr 0.5 AUC", "frame_thr0.5", PAIRS, "AUC")]
-    cols12 = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs/frame")
-              + multi_columns("source", PAIRS, ciou_key, "pairs/source") + thr)
-    add_table("table1_2", "Tables 1–2: single source (test) and two sources (test_pairs), "
-              "protocols frame / source; thr 0.5: frame protocol, binarised at half the map's range",
-              [v for v in ("ezvsl", "avgn", "paper_objective") if v in variants], cols12,
-              extra_rows=[(f"{k} (no audio)", v) for k, v in baselines.items()])
-    cols = [("AP", "frame", SINGLE, "AP"), ("pairs/frame CAP", "frame", PAIRS, "CAP"),
-            ("pairs/frame PIAP", "frame", PAIRS, "PIAP"), ("pairs/source CAP", "source", PAIRS, "CAP"),
-            (f"pairs/source {ciou_key}", "source", PAIRS, ciou_key), thr[0],
-            ("trios/frame CAP", "frame", TRIOS, "CAP"), ("duet CAP", "frame", DUET, "CAP"),
-            (f"duet {ciou_key}", "frame", DUET, ciou_key)]
-    add_table("table3", "Table 3: class tokens × grouping", TABLE3, cols)
-    add_table("table4", "Table 4: transformer depth and assignment", TABLE4, cols)
-    flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
-            + multi_columns("frame", TRIOS, ciou_key, "3 (trios)", recall=True)
-            + multi_columns("frame", DUET, ciou_key, "2 in 1 frame (duet)", recall=True))
-    add_table("sources", "Flexible number of sources (trained on single sources, not retrained; "
-              "protocol frame)", [v for v in ("ezvsl", "avgn") if v in variants] or variants, flex)
-
-    summary = {"command": "python tools/reproduce.py " + shlex.join(argv), "mode": mode,
-               "seeds": seeds, "steps": steps, "avgn_recipe": AVGN_RECIPE, "extra": args.extra,
-               "data_root": data_root, "select": args.select, "eval_overrides": eval_fixed,
+    summary = {"command": "python -m tools.reproduce " + shlex.join(argv), "mode": mode,
+               "seeds": seeds, "steps": steps, "extra": args.extra, "data_root": data_root,
+               "select": args.select, "eval_overrides": eval_fixed,
+               "variant_labels": {v: VARIANTS[v].label for v in variants},
+               "iou_key": f"IoU@{max(base_cfg.eval.iou_thresholds):g}",
+               "ciou_key": f"CIoU@{base_cfg.eval.ciou_thresholds[0]:g}",
                "runs": {r.name: {"variants": r.variants, "seed": r.seed,
                                  "command": "python train.py --config " + CONFIG + " "
                                             + shlex.join(r.overrides),
                                  "results": results[r.name]} for r in runs},
-               "baselines": baselines, "tables": tables}
+               "baselines": audio_blind_baselines(base_cfg)}
 
     # Figure 4 (t-SNE), negative audio, Figure 5 (presence over training)
-    from figures import tsne_figure
+    from tools.figures import tsne_figure
     figs, negatives = {}, {}
     for v in ("ezvsl", "avgn"):
         vr = runs_of(runs, v, seeds)
@@ -647,61 +478,15 @@ def main(argv=None):
                for m in ("true", "silence", "noise") for k in ("peak", "presence_max")},
             **{f"{m}_{k}_change": mean_std([p[m][f"{k}_change"] for p in per_seed])
                for m in ("silence", "noise") for k in ("peak", "presence_max")}}
-    summary["tsne"] = figs
-    summary["negative_audio"] = negatives
-    if figs:
-        md.extend(["## Figure 4: t-SNE of the class-aware embeddings (synthetic test)", "",
-                   markdown_table(["figure", "items", "audio", "silhouette audio", "visual",
-                                   "silhouette visual"],
-                                  [[f"![]({os.path.basename(k)})", s["num_items"], s["audio_embedding"],
-                                    _fmt_num(s["silhouette_audio"]), s["visual_embedding"],
-                                    _fmt_num(s["silhouette_visual"])]
-                                   for k, s in figs.items()]), ""])
-    if negatives:
-        rows = []
-        for label, n in negatives.items():
-            const = n["presence_is_constant"]
-            rows.append([label, fmt_stat(n["true_peak"]),
-                         _fmt_neg(n["silence_peak"], n["silence_peak_change"]),
-                         _fmt_neg(n["noise_peak"], n["noise_peak_change"])]
-                        + (["— (no presence head)"] * 3 if const else
-                           [fmt_stat(n["true_presence_max"]),
-                            _fmt_neg(n["silence_presence_max"], n["silence_presence_max_change"]),
-                            _fmt_neg(n["noise_presence_max"], n["noise_presence_max_change"])]))
-        md.extend(["## Negative audio (synthetic test frames with silence / white noise)", "",
-                   "Mean over test items of the map peak (max of the raw cosine map of the "
-                   "labelled class) and of max_c p^a; in brackets the relative change from the true audio "
-                   "(a model that listens should drop).",
-                   "", markdown_table(["model", "peak, true audio", "peak, silence", "peak, noise",
-                                       "max p^a, true", "max p^a, silence", "max p^a, noise"], rows),
-                   "", "![](fig_negative_audio.png)", ""])
-        negatives_figure({l: {m: n[f"{m}_peak"] for m in ("true", "silence", "noise")}
-                          for l, n in negatives.items()}, os.path.join(out, "fig_negative_audio.png"))
-    summary["presence_curve"] = {"run": curve_run.name if curve_run else None, "points": curve}
-    if curve:
-        curve_figure(curve, os.path.join(out, "fig5_presence.png"))
-        md.extend([f"## Figure 5: audio presence on val over training ({curve_run.name})", "",
-                   markdown_table(["step", "precision", "recall", "F1", "top-1"],
-                                  [[s] + [_fmt_num(c[k]) for k in ("precision", "recall", "f1", "top1")]
-                                   for s, c in curve.items()]),
-                   "", "![](fig5_presence.png)", ""])
-
-    wall = time.time() - t_start
-    summary["wall_time_s"] = round(wall, 1)
-    summary["subprocess_time_s"] = {k: round(v, 1) for k, v in runner.times.items()}
-    summary["git"] = git_sha()
-    header = [f"# Reproduction on the synthetic benchmark ({mode})", "",
-              "```", summary["command"], "```", "",
-              f"Total wall time of this invocation: {wall / 60:.1f} min (git {summary['git']}). "
-              f"{len(runs)} trainings of {steps} steps, seeds {seeds}, AVGN recipe "
-              f"{AVGN_RECIPE or '(config as is)'}, extra {args.extra or '—'}; tested checkpoint: "
-              f"{args.select}. Cells: mean ± sample std over seeds (one number for one seed).", ""]
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "tables.md"), "w") as f:
-        f.write("\n".join(header + md))
+    summary.update(tsne=figs, negative_audio=negatives,
+                   presence_curve={"run": curve_run.name if curve_run else None, "points": curve},
+                   wall_time_s=round(time.time() - t_start, 1),
+                   subprocess_time_s={k: round(v, 1) for k, v in runner.times.items()},
+                   git=git_sha())
+    summary["tables"] = write_report(finite(summary), out)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(finite(summary), f, indent=1)
-    logger.info("wrote %s and summary.json in %.1f min", os.path.join(out, "tables.md"), wall / 60)
+    logger.info("wrote %s in %.1f min", os.path.join(out, "summary.json"), summary["wall_time_s"] / 60)
     return summary
 
 

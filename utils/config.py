@@ -49,7 +49,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    tau: float = 0.03  # temperature of the localisation contrastive loss
+    tau: float = 0.03  # temperature of the localization contrastive loss
     symmetric: bool = True  # add the image->audio direction (EZ-VSL / official code)
     gather_negatives: bool = False  # all-gather embeddings across DDP ranks for negatives
     w_loc: float = 1.0  # weight of L_loc
@@ -63,12 +63,12 @@ class LossConfig:
 @dataclass
 class AudioConfig:
     sample_rate: int = 22050  # Hz, audio is resampled to this
-    seconds: float = 3.0  # window length centred on the frame
+    seconds: float = 3.0  # window length centered on the frame
     n_fft: int = 512  # FFT size (n_fft // 2 + 1 frequency bins)
     hop: int = 220  # hop length in samples
     frames: int = 300  # spectrogram columns (cropped / padded to exactly this)
     freq_bins: int = 0  # keep the lowest bins only (0: all n_fft // 2 + 1)
-    log_mean: float = -4.0  # affine normalisation: (log(power + 1e-7) - mean) / std
+    log_mean: float = -4.0  # affine normalization: (log(power + 1e-7) - mean) / std
     log_std: float = 4.0
 
 
@@ -110,14 +110,14 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms
     output_dir: str = "run"  # checkpoints, logs and results
     log_every: int = 20  # steps between log lines
-    max_steps: int = 0  # stop after this many optimiser steps in total (0: no limit)
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
 
 
 @dataclass
 class EvalConfig:
     test_sets: List[str] = field(default_factory=list)  # benchmarks to test (default: data.dataset)
     protocol: Literal["frame", "source"] = "frame"  # frame (paper) | source: each source's map cropped to its frame
-    threshold: str = "median"  # binarisation for IoU: median | fixed:v (v in [0, 1]) | max_ratio:r (r in (0, 1])
+    threshold: str = "median"  # binarization for IoU: median | fixed:v (v in [0, 1]) | max_ratio:r (r in (0, 1])
     iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
     batch_size: int = 32  # evaluation batch per process

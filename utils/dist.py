@@ -1,4 +1,4 @@
-"""torch.distributed helpers that also work in a world of one (not initialised).
+"""torch.distributed helpers that also work in a world of one (not initialized).
 
 `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; `init_distributed()` then starts the process group
 (nccl on CUDA, gloo on CPU). Without those variables the same code runs as a single process.
@@ -28,7 +28,7 @@ def is_main_process():
 
 
 def init_distributed(device=None):
-    """Initialise from the torchrun environment; return the torch.device of this process.
+    """Initialize from the torchrun environment; return the torch.device of this process.
 
     Args:
         device: "cuda", "cpu" or None (cuda when available).

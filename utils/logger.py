@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+from tqdm import tqdm
+
 from .dist import is_main_process
 
 logger = logging.getLogger("avgn")
@@ -53,3 +55,10 @@ def append_jsonl(path, record):
     if is_main_process():
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on rank 0 when stderr is a terminal: a redirected run's output stays clean
+    (train.log holds the log lines either way)."""
+    kwargs = {"dynamic_ncols": True, "leave": False, **kwargs}
+    return tqdm(iterable, disable=None if is_main_process() else True, **kwargs)

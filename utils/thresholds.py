@@ -1,11 +1,11 @@
-"""The binarisation thresholds of the IoU metrics, shared by the config checks and metrics.py."""
+"""The binarization thresholds of the IoU metrics, shared by the config checks and metrics.py."""
 
 
 def parse_threshold(threshold):
     """'median' | 'fixed:v' (0 <= v <= 1) | 'max_ratio:r' (0 < r <= 1) -> (mode, number or None).
 
-    fixed:v switches on the pixels whose min-max normalised score is >= v; max_ratio:r those >= r
-    times the map's largest normalised score (1); median those >= the median normalised score.
+    fixed:v switches on the pixels whose min-max normalized score is >= v; max_ratio:r those >= r
+    times the map's largest normalized score (1); median those >= the median normalized score.
     Anything else raises ValueError.
     """
     mode, _, number = str(threshold).partition(":")
