@@ -237,7 +237,7 @@ class Localizer:
         `samples` in place."""
         start = time.time()
         out = self.model(images.to(self.device), specs.to(self.device))
-        agnostic = not out["class_aware"]
+        agnostic = not self.model.class_aware
         p = presence(out).float().cpu()  # [B, C]
         chosen = []
         for b in range(len(samples)):
@@ -251,7 +251,8 @@ class Localizer:
         classes = torch.full((len(samples), N), -1, dtype=torch.long)  # [B, N], -1: padding
         for b, c in enumerate(chosen):
             classes[b, :len(c)] = torch.tensor([max(i, 0) for i in c], dtype=torch.long)
-        maps = localization_maps(out, classes.to(self.device)).float().cpu()  # [B, N, h, w]
+        maps = localization_maps(out, classes.to(self.device), self.model.modulate)
+        maps = maps.float().cpu()  # [B, N, h, w]
         self.model_seconds += time.time() - start
         for b, s in enumerate(samples):
             s.classes = chosen[b]
@@ -490,7 +491,7 @@ def run(args):
     start = time.time()
     model, cfg, names = load_demo_model(args.ckpt, device)
     fixed = resolve_classes(args.classes, names)
-    if fixed is not None and not getattr(model, "class_aware", True):
+    if fixed is not None and not model.class_aware:
         logger.warning("%s is class-agnostic (%s): every class gets the same map", args.ckpt,
                        cfg.model.name)
     info = probe(args.video)

@@ -60,6 +60,12 @@ class StopRequested:
         return self.flag
 
 
+def unwrap(model):
+    """The model under the DistributedDataParallel and torch.compile wrappers (its attributes)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
 def set_train_mode(model, frozen_bn=False):
     """model.train(); with frozen_bn the BatchNorm layers keep their running statistics."""
     model.train()
@@ -152,26 +158,27 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
     without recall@N for a class-agnostic model (its presence scores are uniform)."""
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
-    class_aware = True
+    module = unwrap(model)
     for batch in progress(loader, desc=desc):
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch["image"], batch["spec"])
-        class_aware = out["class_aware"]
         classes = batch["classes"]
-        maps = upsample_maps(localization_maps(out, classes), gt.shape[-2:]).cpu()  # [B, N, H, W]
+        maps = localization_maps(out, classes, module.modulate)
+        maps = upsample_maps(maps, gt.shape[-2:]).cpu()  # [B, N, H, W]
         scores = presence(out).float()
         if not multi:
             evaluator.update(maps[:, 0], gt[:, 0], batch["index"].cpu(), ids=batch["id"],
                              classes=classes[:, 0].cpu(), scores=scores.cpu())
             continue
         pred = predicted_classes(scores, classes)
-        pred_maps = upsample_maps(localization_maps(out, pred), gt.shape[-2:]).cpu()
+        pred_maps = upsample_maps(localization_maps(out, pred, module.modulate), gt.shape[-2:])
+        pred_maps = pred_maps.cpu()
         evaluator.update(maps, pred_maps, gt, classes.cpu(), scores.cpu(),
                          batch["frame_slot"].cpu(), batch["index"].cpu(), ids=batch["id"])
     metrics = evaluator.compute()
-    if not class_aware:  # uniform presence scores: the top-N "prediction" is a tie-break
+    if not module.class_aware:  # uniform presence scores: the top-N "prediction" is a tie-break
         metrics.pop("recall@N", None)
     return metrics
 
@@ -235,7 +242,8 @@ def save_overlays(model, dataset, class_names, device, out_dir, count):
         s = dataset[i]
         out = model(s["image"][None].to(device), s["spec"][None].to(device))
         classes = s["classes"][None].to(device)  # [1, N]
-        maps = upsample_maps(localization_maps(out, classes), s["gt"].shape[-2:])[0]
+        maps = localization_maps(out, classes, model.modulate)
+        maps = upsample_maps(maps, s["gt"].shape[-2:])[0]
         p = presence(out)[0]
         names = [class_names[c] for c in s["classes"].tolist()]
         safe = "".join(ch if ch.isalnum() or ch in "-_+" else "_" for ch in s["id"])[:80]

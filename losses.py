@@ -70,29 +70,31 @@ class AVGNCriterion(nn.Module):
         patch_grad: False stops the gradient of the class-aware L_loc at the patch features
             f^v of the cosine (it still trains the tokens, transformers, grouping and, through
             them, the encoders); the patches then learn only from `loc_agnostic`.
+        modulated: L_loc compares g^a with f^v * g^v (Eq. 10), else with f^v (the model's maps).
     forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
     """
 
     def __init__(self, tau=0.03, symmetric=True, gather_negatives=False, weights=None,
-                 patch_grad=True):
+                 patch_grad=True, modulated=True):
         super().__init__()
         self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
-        self.patch_grad = patch_grad
+        self.patch_grad, self.modulated = patch_grad, modulated
         self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0, loc_agnostic=0.0)
         self.weights.update(weights or {})
 
     def forward(self, out, classes, labels):
         B = classes.shape[0]
-        if out["class_aware"]:
+        class_aware = out["visual_groups"] is not None
+        if class_aware:
             b, n = (classes >= 0).nonzero(as_tuple=True)
             anchors = (b, classes[b, n])
         else:
             anchors = (torch.arange(B, device=classes.device), classes.new_zeros(B))
         loc = lambda audio, fv, visual, anchors, symmetric: contrastive_localization(  # noqa: E731
             audio, fv, visual, anchors, self.tau, symmetric, self.gather)
-        fv = out["fv"] if self.patch_grad or not out["class_aware"] else out["fv"].detach()
-        losses = {"loc": loc(out["audio_groups"], fv, out["visual_groups"], anchors,
-                             self.symmetric)}
+        fv = out["fv"] if self.patch_grad or not class_aware else out["fv"].detach()
+        visual = out["visual_groups"] if self.modulated else None
+        losses = {"loc": loc(out["audio_groups"], fv, visual, anchors, self.symmetric)}
         if out["token_logits"] is not None:
             C = out["token_logits"].shape[0]
             labels = labels.to(out["logits_a"].dtype)
@@ -103,7 +105,7 @@ class AVGNCriterion(nn.Module):
         else:  # no heads (EZ-VSL)
             zero = out["fv"].new_zeros(())
             losses.update(cls_token=zero, cls_audio=zero, cls_visual=zero)
-        if self.weights["loc_agnostic"] > 0 and out["class_aware"]:  # (EZ-VSL: that is `loc`)
+        if self.weights["loc_agnostic"] > 0 and class_aware:  # (EZ-VSL: that is `loc`)
             agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
             losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, True)  # EZ-VSL form
         losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
@@ -116,4 +118,5 @@ def build_criterion(cfg):
                          weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
                                       cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,
                                       loc_agnostic=lc.w_loc_agnostic),
-                         patch_grad=lc.patch_grad)
+                         patch_grad=lc.patch_grad,
+                         modulated=cfg.model.loc_features == "modulated")

@@ -159,7 +159,11 @@ def check_resumable(ckpt, cfg, resume):
 def main(argv=None):
     args = parse_args(argv)
     device = init_distributed(args.device)
-    fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
+    sigterm = signal.getsignal(signal.SIGTERM)  # fit() installs its own (save, then stop)
+    try:
+        fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
+    finally:  # a caller's process (and what it forks later) gets its own handler back
+        signal.signal(signal.SIGTERM, sigterm)
     cleanup()  # after fit(): its DDP model, out of scope, is collected before the group ends
 
 

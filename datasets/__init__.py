@@ -1,6 +1,5 @@
-"""Datasets: `build_dataset(cfg, split)` for every benchmark, one pipeline underneath.
-    ds = build_dataset(cfg, "train")                 # cfg.data.dataset
-    loader = build_loader(ds, batch_size, train=True, num_workers=4)
+"""Datasets: `build_dataset(cfg, split)` for every benchmark, one pipeline underneath;
+`build_loader(dataset, batch_size, train, num_workers)` batches it.
 
 records.py parses every annotation format into `Record`s, benchmarks.py names each benchmark's
 files, dataset.py makes samples (audio.py, image.py), loader.py batches, synthetic.py (render.py)
@@ -18,7 +17,8 @@ from .records import (DataError, ListEntry, Record, canonical_class, read_list, 
 from .synthetic import build_synthetic
 
 # name -> builder(cfg, split, class_names=None, report=None)
-DATASETS = {name: partial(build_from_spec, spec=spec, name=name) for name, spec in BENCHMARKS.items()}
+DATASETS = {name: partial(build_from_spec, spec=spec, name=name)
+            for name, spec in BENCHMARKS.items()}
 DATASETS["synthetic"] = build_synthetic
 
 

@@ -92,6 +92,13 @@ def _csv_rows(path: str):
         raise DataError(f"{path}: not a text list ({type(e).__name__}: {e})") from None
 
 
+def _reject(message, on_bad):
+    """A malformed line: raise DataError, or hand the message to on_bad (the line is dropped)."""
+    if on_bad is None:
+        raise DataError(message)
+    on_bad(message)
+
+
 def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
               on_bad=None) -> List[ListEntry]:
     """``id[,c1[,c2...]]`` per line -> ListEntry per line (blank lines ignored).
@@ -103,11 +110,8 @@ def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
     out = []
     for where, row in _csv_rows(path):
         if not (min_fields <= len(row) <= max_fields) or not all(row):
-            message = (f"{where}: expected {min_fields}..{max_fields} non-empty comma-separated "
-                       f"fields (id[,class...]), got {row!r}")
-            if on_bad is None:
-                raise DataError(message)
-            on_bad(message)
+            _reject(f"{where}: expected {min_fields}..{max_fields} non-empty comma-separated "
+                    f"fields (id[,class...]), got {row!r}", on_bad)
             continue
         out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
     return out
@@ -119,10 +123,7 @@ def read_pair_list(path: str, on_bad=None) -> List[Tuple[ListEntry, ListEntry]]:
     out = []
     for where, row in _csv_rows(path):
         if len(row) < 4 or len(row) % 2 or not all(row):
-            message = f"{where}: expected id1,class1,id2,class2[,...], got {row!r}"
-            if on_bad is None:
-                raise DataError(message)
-            on_bad(message)
+            _reject(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}", on_bad)
             continue
         out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
                          for i in range(0, len(row), 2)))

@@ -138,12 +138,11 @@ class AVGN(nn.Module):
         fv [B, P, D] visual patch features; grid (h, w) with P = h * w;
         fa [B, 1, D] the class-agnostic audio embedding (audio tokens pooled);
         audio_groups [B, K, D] (K = C: g^a; class-agnostic ablation: K = 1, f^a);
-        visual_groups [B, C, D] g^v multiplying f^v in the maps, or None (loc_features=raw or
-            class-agnostic);
-        gv [B, C, D] the visual groups g^v whatever loc_features is (None: class-agnostic);
-        logits_a, logits_v [B, C] presence logits (p = sigmoid); token_logits [C, C] (Eq. 9);
-        class_aware bool.
-    Maps: `localization_maps(out, classes [B, N])` -> [B, N, h, w] (class -1: zeros).
+        visual_groups [B, C, D] g^v (None: class-agnostic ablation);
+        logits_a, logits_v [B, C] presence logits (p = sigmoid); token_logits [C, C] (Eq. 9).
+    Attributes: class_aware (False with both AVCT and AVG off), modulate (loc_features ==
+    'modulated': the maps use f^v * g^v, Eq. 10).
+    Maps: `localization_maps(out, classes [B, N], model.modulate)` -> [B, N, h, w].
     """
 
     def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
@@ -186,37 +185,37 @@ class AVGN(nn.Module):
         ga = self.group(fa, getattr(self, "avct_a", None), getattr(self, "avg_a", None))
         gv = self.group(fv, getattr(self, "avct_v", None), getattr(self, "avg_v", None))
         out = {
-            "fv": fv, "grid": grid, "class_aware": self.class_aware,
+            "fv": fv, "grid": grid,
             "fa": F.normalize(fa.mean(dim=1, keepdim=True), dim=-1),  # [B, 1, D] class-agnostic
             "logits_a": self.head_a(ga).squeeze(-1),  # [B, C]
             "logits_v": self.head_v(gv).squeeze(-1),  # [B, C]
             "token_logits": self.head_cls(self.tokens),  # [C, C]
         }
         if self.class_aware:
-            out["audio_groups"] = ga
-            out["visual_groups"] = gv if self.modulate else None
-            out["gv"] = gv
+            out["audio_groups"], out["visual_groups"] = ga, gv
         else:  # both switches off: the EZ-VSL map (Eq. 1) on the pooled audio token
-            out["audio_groups"], out["visual_groups"], out["gv"] = out["fa"], None, None
+            out["audio_groups"], out["visual_groups"] = out["fa"], None
         return out
 
 
-def localization_maps(out, classes):
-    """Class-aware maps on the feature grid.
+def localization_maps(out, classes, modulated=False):
+    """Class-aware maps on the feature grid: cos(g^a_c, f^v_p * g^v_c) (modulated, Eq. 10) or
+    cos(g^a_c, f^v_p); a class-agnostic output (visual_groups None) gives cos(f^a, f^v_p).
 
     Args:
         out: a model's forward output.
         classes: [B, N] long class ids per sample, -1 for padding.
+        modulated: the model's `modulate` (loc_features == 'modulated').
     Returns:
         [B, N, h, w] cosine maps in [-1, 1]; zeros where the class is -1.
     """
     B, N = classes.shape
     h, w = out["grid"]
     valid = classes >= 0
-    if out["class_aware"]:
+    if out["visual_groups"] is not None:  # class-aware
         idx = classes.clamp(min=0).unsqueeze(-1).expand(-1, -1, out["audio_groups"].shape[-1])
         a = out["audio_groups"].gather(1, idx)  # [B, N, D]
-        g = None if out["visual_groups"] is None else out["visual_groups"].gather(1, idx)
+        g = out["visual_groups"].gather(1, idx) if modulated else None
     else:
         a, g = out["audio_groups"].expand(-1, N, -1), None  # same map for every class
     m = modulated_cosine(a, out["fv"], g)  # [B, N, P]

@@ -13,7 +13,7 @@ class EZVSL(nn.Module):
     the multi-source metrics apply unchanged), token_logits None (no group loss).
     """
 
-    class_aware = False
+    class_aware, modulate = False, False
 
     def __init__(self, num_classes, dim=512, width=64, visual_stride=32, audio_tokens="global",
                  pretrained="none", pretrained_path=""):
@@ -28,7 +28,6 @@ class EZVSL(nn.Module):
         zeros = fv.new_zeros(fv.shape[0], self.num_classes)
         fa = F.normalize(fa.mean(dim=1, keepdim=True), dim=-1)  # [B, 1, D]
         return {
-            "fv": fv, "grid": grid, "class_aware": False, "fa": fa,
-            "audio_groups": fa, "visual_groups": None, "gv": None,
+            "fv": fv, "grid": grid, "fa": fa, "audio_groups": fa, "visual_groups": None,
             "logits_a": zeros, "logits_v": zeros, "token_logits": None,
         }

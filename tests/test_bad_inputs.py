@@ -313,8 +313,8 @@ def test_check_data_reports_every_bad_entry_and_cleans_the_training_list(root, t
     x[3] = np.nan
     sf.write(os.path.join(root, "audio", "test_000004.wav"), x, SR, subtype="FLOAT")
     out = tmp_path / "report"
-    rows = check_data(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
-                       "--workers", "2", "--out", str(out), "--clean-train", str(tmp_path / "clean")])
+    rows = check_data(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}", "--workers",
+                       "2", "--out", str(out), "--clean-train", str(tmp_path / "clean")])
     train_list = os.path.join(root, "vggsound_single_train.txt")
     found = {(split, where.replace(root + os.sep, "")) for split, where, _ in rows}
     assert found == {("train", "vggsound_single_train.txt:8"),

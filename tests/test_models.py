@@ -41,8 +41,9 @@ def test_output_shapes(W, P, N):
         out = model(image, spec)
     assert out["fv"].shape == (2, P, 32) and out["grid"] == (7, W // 32)
     assert out["audio_groups"].shape == (2, 5, 32) and out["logits_a"].shape == (2, 5)
+    assert out["visual_groups"].shape == (2, 5, 32)  # g^v, under its one key
     classes = torch.arange(N).repeat(2, 1)
-    maps = localization_maps(out, classes)
+    maps = localization_maps(out, classes, model.modulate)
     assert maps.shape == (2, N, 7, W // 32)
     assert upsample_maps(maps, (224, W)).shape == (2, N, 224, W)
     assert maps.abs().max() <= 1 + 1e-5
@@ -125,7 +126,7 @@ def _hand_made_outputs(B=4, C=3, P=6, D=16, seed=0):
     classes = torch.randint(0, C, (B, 1), generator=g)
     for b in range(B):  # image b holds, at patch b, exactly what audio b's class sounds like
         fv[b, b] = audio[b, classes[b, 0]]
-    out = {"fv": fv, "grid": (2, 3), "class_aware": True, "audio_groups": audio,
+    out = {"fv": fv, "grid": (2, 3), "audio_groups": audio,
            "visual_groups": torch.ones(B, C, D), "fa": audio[:, :1],
            "logits_a": torch.zeros(B, C), "logits_v": torch.zeros(B, C),
            "token_logits": torch.zeros(C, C)}
@@ -175,9 +176,9 @@ def test_map_for_class_i_follows_token_i():
     image, spec, _, _ = batch(B=2)
     classes = torch.tensor([[0, 1, 2], [0, 1, 2]])
     with torch.no_grad():
-        before = localization_maps(model(image, spec), classes)
+        before = localization_maps(model(image, spec), classes, model.modulate)
         model.tokens[1] += 0.5 * torch.randn_like(model.tokens[1])
-        after = localization_maps(model(image, spec), classes)
+        after = localization_maps(model(image, spec), classes, model.modulate)
     assert (after[:, 1] - before[:, 1]).abs().max() > 1e-3
 
 
@@ -189,7 +190,7 @@ def test_ezvsl_equals_avgn_with_both_switches_off():
     image, spec, classes, labels = batch()
     with torch.no_grad():
         oa, oe = avgn(image, spec), ez(image, spec)
-        ma, me = localization_maps(oa, classes), localization_maps(oe, classes)
+        ma, me = localization_maps(oa, classes, avgn.modulate), localization_maps(oe, classes)
     torch.testing.assert_close(ma, me)
     # class-agnostic: every requested class gets the same map, Eq. 1
     ref = F.cosine_similarity(oe["fa"], oe["fv"], dim=-1).view(-1, *oe["grid"])
@@ -203,9 +204,10 @@ def test_batched_equals_one_by_one():
     model = build_model(tiny("model.depth=2")).eval()
     image, spec, classes, _ = batch(B=3)
     with torch.no_grad():
-        full = localization_maps(model(image, spec), classes)
+        full = localization_maps(model(image, spec), classes, model.modulate)
         for b in range(3):
-            one = localization_maps(model(image[b:b + 1], spec[b:b + 1]), classes[b:b + 1])
+            one = localization_maps(model(image[b:b + 1], spec[b:b + 1]), classes[b:b + 1],
+                                        model.modulate)
             torch.testing.assert_close(full[b:b + 1], one, rtol=1e-4, atol=1e-5)
 
 

@@ -97,7 +97,8 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
             with torch.no_grad():
                 out_all = model(torch.stack([Items()[i]["image"] for i in range(6)]),
                                 torch.stack([Items()[i]["spec"] for i in range(6)]))
-            for key, groups in (("visual_emb", out_all["gv"]), ("audio_emb", out_all["audio_groups"])):
+            for key, groups in (("visual_emb", out_all["visual_groups"]),
+                                ("audio_emb", out_all["audio_groups"])):
                 ref = torch.nn.functional.normalize(groups[torch.arange(6), torch.arange(6) % 5], dim=-1)
                 assert np.allclose(out[key], ref.numpy(), atol=1e-5), key
 

@@ -245,3 +245,13 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, synth_root):
     ckpt = load_checkpoint(str(out / "checkpoint.pth"))
     assert ckpt["epoch"] == 0 and ckpt["step"] >= 3 and ckpt["step_in_epoch"] == ckpt["step"]
     assert not (out / "results.json").exists()  # no test after an interrupted run
+
+
+def test_train_main_gives_the_sigterm_handler_back(tmp_path, synth_root):
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    run_train(tmp_path / "run", synth_root, "train.max_steps=1", "train.eval_every=0",
+              "eval.test_at_end=false")
+    # a process that called train.main (a notebook, a test) and forks later must still die on
+    # SIGTERM: tools.check_data's workers hung on a left-over handler
+    assert signal.getsignal(signal.SIGTERM) is before

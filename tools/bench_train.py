@@ -1,9 +1,9 @@
 """Training-step throughput: forward + backward + Adam step of train.py's model and criterion.
 
-    python -m tools.bench_train --threads 2                       # paper model, batch 8, random tensors
-    python -m tools.bench_train --device cuda --batch 128 --variants fp32,bf16,bf16+cl,bf16+cl+compile
+    python -m tools.bench_train --threads 2                # paper model, batch 8, random tensors
+    python -m tools.bench_train --device cuda --batch 128 --variants fp32,bf16+cl,bf16+cl+compile
     python -m tools.bench_train --loader synthetic --workers 2    # + the real loader, end to end
-    torchrun --nproc_per_node=1 -m tools.bench_train --device cuda  # DDP, as train.py under torchrun
+    torchrun --nproc_per_node=1 -m tools.bench_train --device cuda  # DDP, as train.py
 
 Random inputs of the config's sizes. Variant tokens: fp32 | bf16 (autocast, CUDA only), cl
 (channels_last), compile, enc (the encoders and the class-agnostic loss alone: `ezvsl`). FLOPs:
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile: +1)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: as is)")
-    p.add_argument("--variants", default="fp32", help=f"comma-separated, tokens of {sorted(TOKENS)}")
+    p.add_argument("--variants", default="fp32", help=f"comma-separated; tokens {sorted(TOKENS)}")
     p.add_argument("--profile", action="store_true", help="torch.profiler table of one step")
     p.add_argument("--loader", default="none", choices=["none", "synthetic"],
                    help="also time datasets.build_loader over the synthetic stream")
@@ -170,7 +170,7 @@ def main(argv=None):
     print(f"{args.config} {' '.join(args.overrides)} | batch {args.batch} | {name} | torch "
           f"{torch.__version__} | {torch.get_num_threads()} threads | median of {args.steps} steps")
     rows = measure(cfg, args, device)
-    print("\n| variant | samples/s | GFLOP/sample (fwd+bwd) | TFLOP/s | of bf16 peak | first step |")
+    print("\n| variant | samples/s | GFLOP/sample (fwd+bwd) | TFLOP/s | of bf16 peak | 1st step |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         tflops = r["flops"] * r["rate"] / 1e12

@@ -16,6 +16,7 @@ import dataclasses
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import time
 
@@ -57,6 +58,7 @@ def _decode(index):
 
 
 def _init_worker():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the parent had installed
     torch.set_num_threads(1)
 
 
@@ -75,9 +77,13 @@ def decode_all(dataset, workers, desc):
         for r in progress(results, total=len(dataset), desc=desc):
             if r is not None:
                 bad.append(r)
-    finally:
+    except BaseException:
         if pool is not None:
             pool.terminate()
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
     return sorted(bad)
 
 

@@ -6,7 +6,7 @@ model outputs behind them (embeddings, audio presence, map peaks) for any benchm
         data.root=/data/vggss
 
 Embeddings per test item b with (first) labeled class c_b: AVGN (class-aware) uses g^a[b, c_b]
-(audio_groups) and g^v[b, c_b] (gv, also when the maps use raw patch features); EZ-VSL and the
+(audio_groups) and g^v[b, c_b] (visual_groups, also when the maps use raw patch features); EZ-VSL and the
 AVGN variant without tokens and grouping use f^a (the pooled audio token) and the patch features
 f^v max-pooled over the patches. Embeddings are L2-normalized before t-SNE. The class-aware
 embeddings are indexed by the labeled class, so they start apart (each class has its own token);
@@ -48,9 +48,9 @@ def model_outputs(model, dataset, device="cpu", batch_size=64, max_items=0, num_
         idx = cls.unsqueeze(-1).expand(-1, -1, out["fv"].shape[-1])  # [B, 1, D]
         ga = out["audio_groups"]  # [B, C, D] class-aware, or [B, 1, D]
         audio = ga.gather(1, idx) if ga.shape[1] > 1 else ga  # [B, 1, D]
-        gv = out.get("gv")
+        gv = out["visual_groups"]
         visual = gv.gather(1, idx) if gv is not None else out["fv"].amax(dim=1, keepdim=True)
-        maps = localization_maps(out, cls)  # [B, 1, h, w]
+        maps = localization_maps(out, cls, model.modulate)  # [B, 1, h, w]
         rows["index"].append(batch["index"].cpu())
         rows["cls"].append(cls[:, 0].cpu())
         rows["labels"].append(batch["labels"].cpu())

@@ -52,6 +52,27 @@ def make_root(folder, n, seconds=10.0, sample_rate=44100, seed=0):
     return ids
 
 
+def _encode(container, stream, frames):
+    """Encode `frames` with `stream`, flush it, and mux every packet into `container`."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def _audio_frames(planar, sample_rate, layout, pcm=False, chunk=1024):
+    """PyAV audio frames of a planar float signal [channels, S] (pcm: packed int16)."""
+    import av
+    for k in range(0, planar.shape[1], chunk):
+        x = np.ascontiguousarray(planar[:, k:k + chunk])  # [channels, n]
+        if pcm:  # packed int16 [1, channels * n]
+            x = (x.T.reshape(1, -1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(x, format="s16" if pcm else "fltp", layout=layout)
+        frame.sample_rate, frame.pts = sample_rate, k
+        yield frame
+
+
 def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000, freq=440.0):
     """A small mp4 (mpeg4 video + aac audio, a sine tone) written with PyAV. freq: Hz, or a list
     of Hz, one per second of the clip (the last one held)."""
@@ -62,25 +83,17 @@ def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         as_ = c.add_stream("aac", rate=sample_rate)
         as_.layout = "mono"
+        frames = []
         for i in range(int(seconds * fps)):
             img = np.zeros((h, w, 3), dtype=np.uint8)
             img[:, : int(w * (i + 1) / (seconds * fps))] = 200  # a bar growing with time
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(packet)
-        for packet in vs.encode():
-            c.mux(packet)
+            frames.append(av.VideoFrame.from_ndarray(img, format="rgb24"))
+        _encode(c, vs, frames)
         t = np.arange(int(seconds * sample_rate)) / sample_rate
         hz = np.asarray(freq, dtype=np.float64).reshape(-1)
         hz = hz[np.minimum(t.astype(int), len(hz) - 1)]
         tone = (0.5 * np.sin(2 * np.pi * np.cumsum(hz) / sample_rate)).astype(np.float32)
-        chunk = 1024
-        for k in range(0, len(tone), chunk):
-            frame = av.AudioFrame.from_ndarray(tone[None, k:k + chunk], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = sample_rate, k
-            for packet in as_.encode(frame):
-                c.mux(packet)
-        for packet in as_.encode():
-            c.mux(packet)
+        _encode(c, as_, _audio_frames(tone[None], sample_rate, "mono"))
 
 
 def object_box(t, seconds, width, height, size):
@@ -127,30 +140,19 @@ def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=4410
         if audio:
             a_s = c.add_stream(audio_codec, rate=sample_rate, layout="stereo")
             pcm = audio_codec.startswith("pcm_s16")
+        frames = []
         for i in range(int(round(seconds * fps))):
             img = np.full((height, width, 3), 0.45, np.float32)
             img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.02)
             _draw(img, distractor, dbox, 1)
             _draw(img, sounding, object_box(i / fps, seconds, width, height, size), 2)
             frame = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(packet)
-        for packet in vs.encode():
-            c.mux(packet)
+            frames.append(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        _encode(c, vs, frames)
         if audio:
             wave = add_noise(rng, render_sound(rng, sounding, sample_rate, seconds), snr_db=20.0)
             stereo = np.stack([wave, 0.8 * wave])  # [2, S]
-            for k in range(0, stereo.shape[1], 1024):
-                chunk = np.ascontiguousarray(stereo[:, k:k + 1024])  # [2, n] planar float
-                if pcm:  # packed int16 [1, 2 n]
-                    chunk = (chunk.T.reshape(1, -1) * 32767).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(chunk, format="s16" if pcm else "fltp",
-                                                   layout="stereo")
-                frame.sample_rate, frame.pts = sample_rate, k
-                for packet in a_s.encode(frame):
-                    c.mux(packet)
-            for packet in a_s.encode():
-                c.mux(packet)
+            _encode(c, a_s, _audio_frames(stereo, sample_rate, "stereo", pcm))
     return {"box": lambda t: object_box(t, seconds, width, height, size), "distractor": dbox}
 
 

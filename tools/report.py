@@ -33,6 +33,7 @@ def mean_std(values):
     std = float(np.std(vals, ddof=1)) if n > 1 else (0.0 if n else float("nan"))
     return {"mean": mean, "std": std, "n": n, "values": vals}
 
+
 def fmt_stat(stat, digits=3, percent=False):
     """'0.512 ± 0.013' (several values), '0.512' (one), '—' (none); percent: '51.2 ± 1.3'."""
     if not stat or not stat.get("n"):
@@ -43,6 +44,7 @@ def fmt_stat(stat, digits=3, percent=False):
         return f"{stat['mean'] * k:.{d}f}"
     return f"{stat['mean'] * k:.{d}f} ± {stat['std'] * k:.{d}f}"
 
+
 def markdown_table(headers, rows):
     """headers: list of str; rows: list of lists of str -> a GitHub markdown table (str)."""
     assert all(len(r) == len(headers) for r in rows), "every row needs one cell per header"
@@ -50,16 +52,19 @@ def markdown_table(headers, rows):
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
+
 def metric_value(results, protocol, test_set, key):
     """results: {evaluation name (EVALS): {test_set: metrics}} of one run -> the number or None."""
     v = results.get(protocol, {}).get(test_set, {}).get(key)
     return v if isinstance(v, (int, float)) else None
+
 
 def aggregate(per_seed, columns):
     """per_seed: list of one run's results per seed; columns: [(label, protocol, test_set, key)]
     -> {label: mean_std}."""
     return {label: mean_std([metric_value(r, p, t, k) for r in per_seed])
             for label, p, t, k in columns}
+
 
 def finite(obj):
     """`obj` with NaN / inf floats replaced by None (strict JSON)."""
@@ -73,20 +78,24 @@ def finite(obj):
         return int(obj)
     return obj
 
+
 def stats_table(rows, columns):
     """rows: [(row label, {column label: mean_std})] -> markdown with one column per label."""
     labels = [c[0] for c in columns]
     return markdown_table(["method"] + labels,
                           [[name] + [fmt_stat(stats.get(c)) for c in labels] for name, stats in rows])
 
+
 def single_columns(iou_key):
     return [("AP", "frame", SINGLE, "AP"), (iou_key, "frame", SINGLE, iou_key),
             ("AUC", "frame", SINGLE, "AUC")]
+
 
 def multi_columns(protocol, test_set, ciou_key, tag, recall=False):
     cols = [(f"{tag} CAP", protocol, test_set, "CAP"), (f"{tag} PIAP", protocol, test_set, "PIAP"),
             (f"{tag} {ciou_key}", protocol, test_set, ciou_key), (f"{tag} AUC", protocol, test_set, "AUC")]
     return cols + ([(f"{tag} recall@N", protocol, test_set, "recall@N")] if recall else [])
+
 
 def fmt_change(stat):
     """A relative change as '−27.8 %' / '+6.8 ± 1.0 %' ('—' without values)."""
@@ -96,11 +105,14 @@ def fmt_change(stat):
     body = fmt_stat({**stat, "mean": abs(stat["mean"])}, percent=True)
     return f"{sign}{body} %"
 
+
 def _fmt_num(v):
     return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
+
 def _fmt_neg(stat, change):
     return f"{fmt_stat(stat)} ({fmt_change(change)})"
+
 
 def curve_figure(curve, out_png):
     plt = pyplot()
@@ -114,10 +126,8 @@ def curve_figure(curve, out_png):
     ax.set_ylim(0, 1.02)
     ax.set_title("AVGN class-token classification (p^a >= 0.5)")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, out_png)
+
 
 def negatives_figure(neg, out_png):
     """neg: {variant label: {mode: mean_std of peak}} -> grouped bars."""
@@ -133,6 +143,10 @@ def negatives_figure(neg, out_png):
     ax.set_xticklabels(labels)
     ax.set_ylabel("mean map peak (raw cosine)")
     ax.set_title("Negative audio: true vs silence vs white noise")
+    _save(plt, fig, ax, out_png)
+
+
+def _save(plt, fig, ax, out_png):
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)

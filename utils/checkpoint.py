@@ -40,7 +40,7 @@ def load_checkpoint(path, map_location="cpu"):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch's text may advise weights_only=False: never for a stranger's file
+    except Exception as e:  # not torch's text: it may advise weights_only=False (unsafe)
         raise RuntimeError(f"cannot read checkpoint {path}: not a checkpoint written by train.py, "
                            f"or truncated ({type(e).__name__})") from None
     if not isinstance(ckpt, dict):

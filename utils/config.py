@@ -36,14 +36,15 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # hidden size of the AVCT MLPs, as a multiple of dim
     use_class_tokens: bool = True  # AVCT on (Table 3); off: raw tokens go straight to grouping
     use_grouping: bool = True  # AVG on (Table 3); off: g_i = c_i-hat
-    assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot, Gumbel noise in training
+    assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot (+ Gumbel noise)
     gumbel_tau: float = 1.0  # temperature of the Gumbel noise for hard assignment
-    audio_tokens: Literal["global", "grid"] = "global"  # global (paper: one max-pooled token) | grid (layer4 cells)
+    audio_tokens: Literal["global", "grid"] = "global"  # paper: one max-pooled token | layer4 cells
     token_init_std: float = 0.02  # trunc-normal std of the class tokens
-    loc_features: Literal["modulated", "raw"] = "modulated"  # modulated: cos(g^a, f^v * g^v) (Eq. 10) | raw: cos(g^a, f^v)
+    # maps and L_loc: modulated cos(g^a, f^v * g^v) (Eq. 10) | raw cos(g^a, f^v) (authors' code)
+    loc_features: Literal["modulated", "raw"] = "modulated"
     width: int = 64  # base width of both ResNet18s (64 = standard; narrower only for CPU configs)
-    visual_stride: Literal[32, 16, 8] = 32  # output stride of the visual trunk: 32 (paper) | 16 | 8 (layer4/3 stride 1)
-    pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 weights for the visual trunk
+    visual_stride: Literal[32, 16, 8] = 32  # visual trunk: 32 (paper); 16, 8: layer4 / 3 stride 1
+    pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 visual trunk
     pretrained_path: str = ""  # local resnet18 .pth for pretrained=imagenet (else torch hub cache)
 
 
@@ -81,9 +82,9 @@ class DataConfig:
     resize_scale: float = 1.1  # train: short side resized to image_size * this, then random crop
     frame_rate: float = 10.0  # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (<video>.wav)
     num_sources: int = 1  # k clips mixed per training sample (1: single-source training)
-    canvas: Literal["concat", "single"] = "concat"  # concat: k frames side by side | single: one frame, all sources
+    canvas: Literal["concat", "single"] = "concat"  # k frames side by side | one frame, all sources
     audio: AudioConfig = field(default_factory=AudioConfig)
-    on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad entries of training lists (test lists: raise)
+    on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad training entries (not test)
     val_fraction: float = 0.05  # fraction of the training list held out as val (seeded)
     max_items: int = 0  # truncate each list to this many items (0: all; for smoke tests)
     num_workers: int = 4  # data-loader workers per process
@@ -98,7 +99,8 @@ class TrainConfig:
     lr: float = 1e-4  # Adam learning rate (for the global batch as given, no auto-scaling)
     weight_decay: float = 0.0  # Adam weight decay
     optimizer: Literal["adam", "sgd"] = "adam"  # adam (paper) | sgd (momentum 0.9)
-    batchnorm: Literal["batch", "sync", "frozen"] = "batch"  # sync: SyncBatchNorm across processes (CUDA) | frozen: running stats
+    # sync: SyncBatchNorm across processes (CUDA) | frozen: running statistics
+    batchnorm: Literal["batch", "sync", "frozen"] = "batch"
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: per step, after the warm-up
     warmup_steps: int = 0  # linear learning-rate warm-up steps
     clip_grad: float = 0.0  # max gradient norm (0: off)
@@ -116,8 +118,8 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     test_sets: List[str] = field(default_factory=list)  # benchmarks to test (default: data.dataset)
-    protocol: Literal["frame", "source"] = "frame"  # frame (paper) | source: each source's map cropped to its frame
-    threshold: str = "median"  # binarization for IoU: median | fixed:v (v in [0, 1]) | max_ratio:r (r in (0, 1])
+    protocol: Literal["frame", "source"] = "frame"  # paper | source: each map cropped to its frame
+    threshold: str = "median"  # IoU binarization: median | fixed:v (0<=v<=1) | max_ratio:r (0<r<=1)
     iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
     batch_size: int = 32  # evaluation batch per process
