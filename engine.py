@@ -158,23 +158,29 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
     without recall@N for a class-agnostic model (its presence scores are uniform)."""
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
+    per_frame = multi and evaluator.protocol == "per_frame"
     module = unwrap(model)
     for batch in progress(loader, desc=desc):
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
+        image = batch["image"]  # [B, 3, H, W], W = k * H for k frames side by side
+        frames = image.split(image.shape[-2], dim=-1) if per_frame else (image,)
         with autocast(device, amp):
-            out = model(batch["image"], batch["spec"])
+            outs = [model(frame, batch["spec"]) for frame in frames]
+
+        def canvas_maps(cls):  # [B, N, H, W]: each frame's part from the model's output on it
+            return torch.cat([upsample_maps(localization_maps(o, cls, module.modulate),
+                                            (gt.shape[-2], f.shape[-1]))
+                              for o, f in zip(outs, frames)], dim=-1).cpu()
         classes = batch["classes"]
-        maps = localization_maps(out, classes, module.modulate)
-        maps = upsample_maps(maps, gt.shape[-2:]).cpu()  # [B, N, H, W]
-        scores = presence(out).float()
+        maps = canvas_maps(classes)
+        scores = presence(outs[0]).float()  # p^a: from the audio alone, the same for every frame
         if not multi:
             evaluator.update(maps[:, 0], gt[:, 0], batch["index"].cpu(), ids=batch["id"],
                              classes=classes[:, 0].cpu(), scores=scores.cpu())
             continue
         pred = predicted_classes(scores, classes)
-        pred_maps = upsample_maps(localization_maps(out, pred, module.modulate), gt.shape[-2:])
-        pred_maps = pred_maps.cpu()
+        pred_maps = canvas_maps(pred)
         evaluator.update(maps, pred_maps, gt, classes.cpu(), scores.cpu(),
                          batch["frame_slot"].cpu(), batch["index"].cpu(), ids=batch["id"])
     metrics = evaluator.compute()

@@ -1,9 +1,17 @@
 """AVGN training objective L = L_loc + L_group (Eq. 11).
 
-L_loc (Eq. 1 / Eq. 10): for sample b and each of its sources n of class c,
+L_loc (Eq. 1 / Eq. 10): for sample b and each of its sources n of class c (an anchor),
     s(b, m) = max_p cos(g^a_{b,c}, f^v_{m,p} ⊙ g^v_{m,c}) / tau   for every image m,
-cross-entropy with target m = b (negatives: the other images seen through the same class c),
-plus, when symmetric, the image->audio direction (image b against every audio m, same class).
+cross-entropy with target m = b (negatives: the other images seen through the same class c).
+`symmetric` adds an image->audio direction [choice]:
+    none          Eq. 10 as printed (audio->image only);
+    own_class     the authors' code: one logit matrix L[anchor, image] with each audio seen through
+                  its *own* class group g^a_{m,c_m}; for image b, a softmax over the anchors of every
+                  image (the other anchors of image b itself left out), target b's anchor;
+    anchor_class  this project's variant: image b against every audio m seen through b's class c
+                  (g^a_{m,c}), which is neither the paper nor the authors' code.
+With one anchor per sample, own_class is the authors' max_xmil_loss exactly: CE over the rows and
+over the columns of logits[n, m] = max_p cos(f^v_{n,p}, g^a_{m,c_m}) / tau.
 A class-agnostic model (EZ-VSL) has one anchor per sample: cos(f^a_b, f^v_{m,p}).
 L_group (Eq. 9): CE(FC_cls(c_i), i) + BCE(y, p^a) + BCE(y, p^v), each averaged over its terms.
 """
@@ -15,6 +23,9 @@ from models.avgn import modulated_cosine
 from utils.dist import all_gather_with_grad, get_rank
 
 
+SYMMETRIC = ("none", "own_class", "anchor_class")
+
+
 def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=False):
     """Multiple-instance contrastive loss over patches, per class.
 
@@ -24,13 +35,16 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
         visual: [B, K, D] visual groups modulating fv, or None (plain cos).
         anchors: ([S] sample index, [S] group index) of the sources to localize.
         tau: temperature.
-        symmetric: also the image->audio direction (the two cross-entropies are added).
+        symmetric: 'none' | 'own_class' | 'anchor_class': the image->audio direction added to the
+            audio->image one (module docstring).
         gather: use the embeddings of all processes as negatives. Every process averages over
             its own anchors and DDP averages the processes, so this equals the one-process loss
             when every process has the same number of anchors (e.g. a fixed number of sources).
     Returns:
         scalar loss averaged over the S anchors.
     """
+    if symmetric not in SYMMETRIC:
+        raise ValueError(f"symmetric must be one of {SYMMETRIC}, got {symmetric!r}")
     b, c = anchors
     B = audio.shape[0]
     audio_all, fv_all, visual_all = audio, fv, visual  # [M, ...], M = B or world * B
@@ -50,7 +64,20 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
     g = None if visual_all is None else visual_all.index_select(1, c).transpose(0, 1)  # [S, M, D]
     logits = modulated_cosine(a, fv_all, g, pairwise=True).amax(dim=-1) / tau  # [S, M]
     loss = F.cross_entropy(logits, target)
-    if symmetric:  # image b (class c) against every audio m of class c
+    if symmetric == "own_class":  # image b against the anchors of every image, each audio
+        # through its own class: logits[n, s'] for the local images n and all anchors s'
+        a_all, b_all, c_all = a, target, c  # [S', D], [S'], [S'] (S' = S, or all processes')
+        if gather:
+            a_all, b_all, c_all = (all_gather_with_grad(x) for x in (a, target, c))
+        g = None if visual is None else visual.index_select(1, c_all).transpose(0, 1)  # [S', B, D]
+        logits = modulated_cosine(a_all, fv, g, pairwise=True).amax(dim=-1).t() / tau  # [B, S']
+        logits = logits.index_select(0, b)  # [S, S'] the image of each local anchor
+        own = torch.arange(len(b), device=b.device) + (get_rank() * len(b) if gather else 0)
+        other_anchor_same_image = (b_all[None, :] == target[:, None]) & \
+            (torch.arange(len(b_all), device=b.device)[None, :] != own[:, None])
+        logits = logits.masked_fill(other_anchor_same_image, float("-inf"))
+        loss = loss + F.cross_entropy(logits, own)
+    elif symmetric == "anchor_class":  # image b (class c) against every audio m of class c
         a = audio_all.index_select(1, c).transpose(0, 1)  # [S, M, D]
         g = None if visual is None else \
             visual.flatten(0, 1).index_select(0, bc).unsqueeze(1).expand_as(a)  # [S, M, D]
@@ -65,8 +92,8 @@ class AVGNCriterion(nn.Module):
     Args:
         tau, symmetric, gather_negatives: see `contrastive_localization`.
         weights: dict of term weights (loc, cls_token, cls_audio, cls_visual, loc_agnostic).
-            `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) (always symmetric,
-            as EZ-VSL) to a class-aware model (0 = the paper's objective).
+            `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) (symmetric, as
+            EZ-VSL) to a class-aware model (0 = the paper's objective).
         patch_grad: False stops the gradient of the class-aware L_loc at the patch features
             f^v of the cosine (it still trains the tokens, transformers, grouping and, through
             them, the encoders); the patches then learn only from `loc_agnostic`.
@@ -74,7 +101,7 @@ class AVGNCriterion(nn.Module):
     forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
     """
 
-    def __init__(self, tau=0.03, symmetric=True, gather_negatives=False, weights=None,
+    def __init__(self, tau=0.03, symmetric="anchor_class", gather_negatives=False, weights=None,
                  patch_grad=True, modulated=True):
         super().__init__()
         self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
@@ -107,7 +134,8 @@ class AVGNCriterion(nn.Module):
             losses.update(cls_token=zero, cls_audio=zero, cls_visual=zero)
         if self.weights["loc_agnostic"] > 0 and class_aware:  # (EZ-VSL: that is `loc`)
             agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
-            losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, True)  # EZ-VSL form
+            # EZ-VSL's loss: one class, so own_class and anchor_class are the same matrix
+            losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, "anchor_class")
         losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
         return losses
 

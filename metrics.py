@@ -544,7 +544,9 @@ class MultiSourceEvaluator:
     - recall@N: fraction of labeled classes among the sample's N highest presence scores.
     Protocol 'frame' scores maps and masks on the whole canvas as given; 'source' crops each
     source's map (and the predicted maps compared with it) and mask to the source's own frame
-    (frame k of num_frames equal-width slots side by side) before normalizing and scoring.
+    (frame k of num_frames equal-width slots side by side) before normalizing and scoring;
+    'per_frame' (the authors' protocol) scores as 'source', on maps made by running the model on
+    each frame alone with the mixture's audio (engine.evaluate puts them side by side).
     Sources with an empty mask are excluded from CAP, CIoU, AUC and PIAP (PIAP then assigns the
     remaining sources) and counted in num_excluded. compute(), rows() and write_csv() gather
     across processes (call them on every rank).
@@ -553,15 +555,16 @@ class MultiSourceEvaluator:
         ciou_thresholds: t values for the CIoU@t keys (0.3 MUSIC / VGGSound-Duet, 0.1
             VGGSound-Instruments).
         threshold: 'median' | 'fixed:v' | 'max_ratio:r'.
-        protocol: 'frame' | 'source'.
+        protocol: 'frame' | 'source' | 'per_frame'.
         num_frames: frames per canvas for protocol 'source' (None: canvas width / height rounded).
     """
 
     def __init__(self, ciou_thresholds=(0.3,), threshold="median", protocol="frame",
                  num_frames=None):
         parse_threshold(threshold)
-        if protocol not in ("frame", "source"):
-            raise ValueError(f"unknown protocol {protocol!r}; use 'frame' or 'source'")
+        if protocol not in ("frame", "source", "per_frame"):
+            raise ValueError(f"unknown protocol {protocol!r}; use 'frame', 'source' or "
+                             "'per_frame'")
         self.ciou_thresholds = tuple(float(t) for t in ciou_thresholds)
         self.threshold = threshold
         self.protocol = protocol
@@ -597,7 +600,7 @@ class MultiSourceEvaluator:
         assert slot.shape == (B, N), f"frame_slot {slot.shape} must be [B, N]"
         idx, ids = _indices_ids(indices, ids, B)
         frames = None
-        if self.protocol == "source":
+        if self.protocol in ("source", "per_frame"):
             frames = frame_count(H, W, self.num_frames)
             assert ((slot >= 0) & (slot < frames))[cls >= 0].all(), \
                 f"frame_slot outside [0, {frames})"

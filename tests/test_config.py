@@ -49,7 +49,8 @@ def test_unknown_key_names_it_and_suggests(tmp_path):
 def test_wrong_type_is_an_error():
     with pytest.raises(ConfigError, match=r"'model\.depth' expects int, got 'three'"):
         load_config(None, ["model.depth=three"])
-    with pytest.raises(ConfigError, match=r"'loss\.symmetric' expects bool"):
+    with pytest.raises(ConfigError, match=r"'loss\.symmetric' must be one of none, own_class, "
+                                          r"anchor_class; got 3"):
         load_config(None, ["loss.symmetric=3"])
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(None, ["model=3"])
@@ -67,3 +68,12 @@ def test_every_shipped_config_loads():
     paths = sorted(glob.glob("configs/*.yaml"))
     for p in paths:
         assert isinstance(load_config(p), Config), p
+
+
+def test_stored_boolean_symmetric_reads_as_its_named_form():
+    stored = to_dict(Config())
+    stored["loss"]["symmetric"] = True  # checkpoints written before the term had three forms
+    assert from_dict(stored, stored=True).loss.symmetric == "anchor_class"
+    stored["loss"]["symmetric"] = False
+    assert from_dict(stored, stored=True).loss.symmetric == "none"
+    assert load_config(None, ["loss.symmetric=own_class"]).loss.symmetric == "own_class"

@@ -133,6 +133,51 @@ def _hand_made_outputs(B=4, C=3, P=6, D=16, seed=0):
     return out, classes, F.one_hot(classes[:, 0], C).float()
 
 
+@pytest.mark.parametrize("modulated", [False, True])
+def test_own_class_is_the_authors_max_xmil_loss(modulated):
+    """One anchor per sample: CE over the rows and the columns of
+    logits[n, m] = max_p cos(f^v_{n,p} (* g^v_{n,c_m}), g^a_{m,c_m}) / tau, written as a loop."""
+    from losses import contrastive_localization
+    g = torch.Generator().manual_seed(0)
+    B, K, P, D, tau = 5, 4, 6, 8, 0.1
+    audio, fv = torch.randn(B, K, D, generator=g), torch.randn(B, P, D, generator=g)
+    visual = torch.randn(B, K, D, generator=g) if modulated else None
+    c = torch.randint(0, K, (B,), generator=g)
+    logits = torch.zeros(B, B)  # [image n, audio m]
+    for n in range(B):
+        for m in range(B):
+            a = audio[m, c[m]]
+            f = fv[n] * visual[n, c[m]] if modulated else fv[n]  # [P, D]
+            logits[n, m] = F.cosine_similarity(f, a[None], dim=-1).max() / tau
+    labels = torch.arange(B)
+    authors = F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)
+    ours = contrastive_localization(audio, fv, visual, (torch.arange(B), c), tau, "own_class")
+    torch.testing.assert_close(ours, authors, rtol=1e-5, atol=1e-5)
+    anchor = contrastive_localization(audio, fv, visual, (torch.arange(B), c), tau, "anchor_class")
+    assert abs(float(anchor - authors)) > 1e-3  # this project's variant is another loss
+    only_rows = contrastive_localization(audio, fv, visual, (torch.arange(B), c), tau, "none")
+    torch.testing.assert_close(only_rows, F.cross_entropy(logits.t(), labels))
+
+
+def test_own_class_leaves_out_the_other_sources_of_the_same_image():
+    """Two anchors on image 0: each competes with the anchors of the other images only."""
+    from losses import contrastive_localization
+    g = torch.Generator().manual_seed(1)
+    audio, fv = torch.randn(3, 4, 8, generator=g), torch.randn(3, 5, 8, generator=g)
+    b, c = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 3, 0, 2])
+    tau = 0.5
+    cos = torch.stack([torch.stack([F.cosine_similarity(fv[n], audio[bs, cs][None], dim=-1).max()
+                                    for bs, cs in zip(b, c)]) for n in range(3)]) / tau  # [3, 4]
+    rows = F.cross_entropy(cos.t(), b)  # each anchor against every image
+    cols = []
+    for s in range(4):
+        keep = [t for t in range(4) if b[t] != b[s] or t == s]
+        cols.append(F.cross_entropy(cos[b[s], keep][None], torch.tensor([keep.index(s)])))
+    want = rows + torch.stack(cols).mean()
+    got = contrastive_localization(audio, fv, None, (b, c), tau, "own_class")
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_localization_loss_prefers_true_pairs():
     out, classes, labels = _hand_made_outputs()
     crit = AVGNCriterion(tau=0.03)
@@ -143,8 +188,9 @@ def test_localization_loss_prefers_true_pairs():
     assert matched < 0.1
 
 
+@pytest.mark.parametrize("symmetric", ["anchor_class", "own_class"])
 @pytest.mark.parametrize("K,sources", [(1, 1), (10, 2)])  # EZ-VSL; AVGN, two sources a sample
-def test_localization_loss_gradients_repeat_exactly_with_threads(K, sources):
+def test_localization_loss_gradients_repeat_exactly_with_threads(K, sources, symmetric):
     """Runs with one seed must repeat: with repeated class or sample indices, the backward of
     x[:, c] accumulates in a thread-dependent order on the CPU (seen: every repeat differed)."""
     from losses import contrastive_localization
@@ -161,7 +207,7 @@ def test_localization_loss_gradients_repeat_exactly_with_threads(K, sources):
     try:
         grads = []
         for _ in range(5):
-            contrastive_localization(audio, fv, visual, (b, c), 0.03, True).backward()
+            contrastive_localization(audio, fv, visual, (b, c), 0.03, symmetric).backward()
             grads.append([t.grad.clone() for t in leaves])
             for t in leaves:
                 t.grad = None
@@ -267,3 +313,36 @@ def test_patch_grad_off_keeps_class_aware_loss_away_from_patches():
     AVGNCriterion(weights=dict(only_loc, loc_agnostic=1.0), patch_grad=False)(
         out, classes, labels)["total"].backward()
     assert out["fv"].grad.abs().max() > 0
+
+
+def test_per_frame_protocol_runs_the_model_on_each_frame_alone():
+    """eval.protocol=per_frame (the authors'): source n's map comes from the model run on its
+    frame alone with the mixture's audio, and is scored on that frame."""
+    from engine import evaluate
+    from metrics import MultiSourceEvaluator
+    torch.manual_seed(0)
+    model = build_model(tiny("model.visual_stride=8")).eval()
+    image, spec, _, _ = batch(B=4, H=32, W=64)
+    g = torch.Generator().manual_seed(1)
+    classes = torch.stack([torch.randperm(5, generator=g)[:2] for _ in range(4)])  # [B, 2]
+    slots = torch.tensor([[0, 1]] * 4)
+    gt = torch.zeros(4, 2, 32, 64)
+    gt[:, 0, 8:24, 4:20], gt[:, 1, 4:28, 40:60] = 1, 1  # source n's box in frame n
+    loader = [{"image": image, "spec": spec, "classes": classes, "gt": gt, "frame_slot": slots,
+               "index": torch.arange(4), "id": [str(i) for i in range(4)]}]
+    got = evaluate(model, loader, MultiSourceEvaluator(protocol="per_frame"), torch.device("cpu"))
+    with torch.no_grad():  # by hand: each frame alone, maps side by side, scored per frame
+        outs = [model(image[..., 32 * j:32 * (j + 1)], spec) for j in range(2)]
+
+        def canvas(cls):
+            return torch.cat([upsample_maps(localization_maps(o, cls, model.modulate), (32, 32))
+                              for o in outs], dim=-1)
+        pred = outs[0]["logits_a"].sigmoid().topk(2, dim=1).indices
+        want = MultiSourceEvaluator(protocol="source")
+        want.update(canvas(classes), canvas(pred), gt, classes, outs[0]["logits_a"].sigmoid(),
+                    slots, torch.arange(4), ids=[str(i) for i in range(4)])
+    want = want.compute()
+    assert got.pop("protocol") == "per_frame" and want.pop("protocol") == "source"
+    assert got == want
+    whole = evaluate(model, loader, MultiSourceEvaluator(protocol="source"), torch.device("cpu"))
+    assert whole["CAP"] != got["CAP"]  # the whole canvas through the transformer: other maps

@@ -202,6 +202,17 @@ def test_two_processes_match_one_with_gathered_negatives(tmp_path, synth_root):
     assert max((one[k].float() - local[k].float()).abs().max().item() for k in one) > 1e-4
 
 
+def test_own_class_term_gathers_like_one_process(tmp_path, synth_root):
+    """The authors' image->audio term over gathered anchors, two sources a sample."""
+    run_train(tmp_path / "gen", synth_root, "train.max_steps=1", "train.eval_every=0",
+              "eval.test_at_end=false")
+    extra = ["loss.symmetric=own_class", "data.num_sources=2", "model.loc_features=modulated"]
+    one = _torchrun(1, tmp_path / "one", synth_root, "train.batch_size_per_gpu=8", *extra)
+    two = _torchrun(2, tmp_path / "two", synth_root, "train.batch_size_per_gpu=4", *extra)
+    diff = max((one[k].float() - two[k].float()).abs().max().item() for k in one)
+    assert diff < 1e-5, diff
+
+
 def test_evaluation_under_two_processes_counts_each_item_once(tmp_path, synth_root):
     ckpt = run_train(tmp_path / "run", synth_root, "train.max_steps=1", "train.eval_every=0",
                      "eval.test_at_end=false", "data.max_items=23")  # odd: the sampler pads

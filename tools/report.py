@@ -178,9 +178,11 @@ def tables_markdown(summary):
     thr = [(f"pairs/frame thr 0.5 {ciou_key}", "frame_thr0.5", PAIRS, ciou_key),
            ("pairs/frame thr 0.5 AUC", "frame_thr0.5", PAIRS, "AUC")]
     cols12 = (single_columns(iou_key) + multi_columns("frame", PAIRS, ciou_key, "pairs/frame")
-              + multi_columns("source", PAIRS, ciou_key, "pairs/source") + thr)
+              + multi_columns("source", PAIRS, ciou_key, "pairs/source")
+              + multi_columns("per_frame", PAIRS, ciou_key, "pairs/per_frame") + thr)
     add_table("table1_2", "Tables 1–2: single source (test) and two sources (test_pairs), "
-              "protocols frame / source; thr 0.5: frame protocol, binarized at half the map's range",
+              "protocols frame / source / per_frame; thr 0.5: frame protocol, binarized at half "
+              "the map's range",
               ("ezvsl", "avgn", "paper_objective"), cols12,
               extra_rows=[(f"{k} (no audio)", v) for k, v in summary["baselines"].items()])
     cols = [("AP", "frame", SINGLE, "AP"), ("pairs/frame CAP", "frame", PAIRS, "CAP"),

@@ -58,6 +58,7 @@ CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the fi
 # source box (about 7 % of the canvas) reaches ciou 0.3; a threshold at half the map's range can.
 EVALS = {"frame": ("frame", None, [SINGLE, PAIRS, TRIOS, DUET]),
          "source": ("source", None, [PAIRS, TRIOS]),
+         "per_frame": ("per_frame", None, [PAIRS, TRIOS]),
          "frame_thr0.5": ("frame", "fixed:0.5", [PAIRS, TRIOS])}
 
 

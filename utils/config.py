@@ -51,7 +51,9 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     tau: float = 0.03  # temperature of the localization contrastive loss
-    symmetric: bool = True  # add the image->audio direction (EZ-VSL / official code)
+    # image->audio term: none (Eq. 10 as printed) | own_class (the authors' code) | anchor_class
+    # (this project's variant); see losses.py. Stored true / false read as anchor_class / none
+    symmetric: Literal["none", "own_class", "anchor_class"] = "anchor_class"
     gather_negatives: bool = False  # all-gather embeddings across DDP ranks for negatives
     w_loc: float = 1.0  # weight of L_loc
     w_cls_token: float = 1.0  # weight of CE(h_i, e_i) on the raw class tokens
@@ -118,7 +120,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     test_sets: List[str] = field(default_factory=list)  # benchmarks to test (default: data.dataset)
-    protocol: Literal["frame", "source"] = "frame"  # paper | source: each map cropped to its frame
+    # frame (the paper's text) | source: each whole-canvas map cropped to its source's frame |
+    # per_frame (the authors' code): the model sees each frame alone with the mixture's audio
+    protocol: Literal["frame", "source", "per_frame"] = "frame"
     threshold: str = "median"  # IoU binarization: median | fixed:v (0<=v<=1) | max_ratio:r (0<r<=1)
     iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
     ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
@@ -189,6 +193,10 @@ def _check_value(value, tp, where):
                       f"got {value!r} ({type(value).__name__})")
 
 
+# values of earlier versions, read as today's: {key: {old value: new value}}
+LEGACY_VALUES = {"loss.symmetric": {True: "anchor_class", False: "none"}}
+
+
 def _merge(obj, values, prefix="", dropped=None):
     """Write a nested dict of values into dataclass `obj` in place, with checks. Unknown keys
     raise, or are appended to the list `dropped` when one is given."""
@@ -208,6 +216,9 @@ def _merge(obj, values, prefix="", dropped=None):
         if dataclasses.is_dataclass(current):
             _merge(current, value, where + ".", dropped)
         else:
+            legacy = LEGACY_VALUES.get(where, {})
+            if isinstance(value, bool) and value in legacy:
+                value = legacy[value]
             setattr(obj, key, _check_value(value, hints[key], where))
 
 
