@@ -65,7 +65,8 @@ TEMPO_JITTER = 0.08  # std of log rhythm rate
 SNR_DB = (0.0, 20.0)  # white noise, uniform SNR range
 TABLE_SIZE = 2048  # wavetable length
 
-SPLIT_TAGS = {"train": 1, "val": 2, "test": 3, "duet": 4, "stream": 5, "lists": 6}
+SPLIT_TAGS = {"train": 1, "val": 2, "test": 3, "duet": 4, "stream": 5, "lists": 6,
+              "pretrain": 7}  # pretrain: the visual stand-in of ImageNet (tools.pretrain_visual)
 PARTS = {"classes": 0, "frame": 1, "audio": 2}
 DEFAULT_SIZES = dict(num_train=2000, num_val=200, num_test=500, num_duet=300, num_pairs=500,
                      num_trios=300)

@@ -70,13 +70,19 @@ class ResNet18Trunk(nn.Module):
 
 
 def load_imagenet_weights(trunk, path=""):
-    """Load torchvision's ImageNet ResNet18 weights into `trunk` (width 64, 3 channels).
+    """Load a torchvision-layout ResNet18 state dict into the visual `trunk`: ImageNet's (width
+    64) or, from `path`, any file of that layout at the trunk's width (e.g. the ImageNet stand-in
+    written by tools.pretrain_visual). Its `fc.*` entries are dropped.
 
-    Looks at `path`, then the torch hub cache, then tries a download with a short timeout; fails
-    with a message naming the file and the config key instead of hanging when offline.
+    Without `path` it looks in the torch hub cache, then tries a download with a short timeout;
+    fails with a message naming the file and the config key instead of hanging when offline.
     """
-    if trunk.out_channels != 512 or trunk.conv1.in_channels != 3:
-        raise ValueError("pretrained=imagenet needs the standard ResNet18 (model.width=64)")
+    if trunk.conv1.in_channels != 3:
+        raise ValueError("pretrained weights are for the visual (3-channel) trunk")
+    if not path and trunk.out_channels != 512:
+        raise ValueError("the ImageNet ResNet18 is the standard width (model.width=64); a narrower "
+                         "trunk loads a file of its width with model.pretrained_path (e.g. "
+                         "python -m tools.pretrain_visual)")
     if path:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model.pretrained_path={path!r} does not exist")
@@ -97,7 +103,13 @@ def load_imagenet_weights(trunk, path=""):
                 socket.setdefaulttimeout(old)
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    trunk.load_state_dict(state)
+    try:
+        trunk.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the visual ResNet18 of width "
+                         f"{trunk.out_channels // 8} (model.width): "
+                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}"
+                         ) from None
 
 
 class VisualEncoder(nn.Module):

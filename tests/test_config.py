@@ -65,7 +65,7 @@ def test_missing_file_and_bad_override():
 
 def test_every_shipped_config_loads():
     import glob
-    paths = sorted(glob.glob("configs/*.yaml"))
+    paths = sorted(glob.glob("configs/*.yaml") + glob.glob("configs/recipe/*.yaml"))
     for p in paths:
         assert isinstance(load_config(p), Config), p
 
