@@ -23,6 +23,8 @@ SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthet
                               "synthetic:test_duet")
 TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens1_grouping1")
 TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
+# the decisive table, each also from the stand-in trunk (name + "_pt")
+DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "avgn", "ezvsl")
 
 
 def mean_std(values):
@@ -192,6 +194,12 @@ def tables_markdown(summary):
             (f"duet {ciou_key}", "frame", DUET, ciou_key)]
     add_table("table3", "Table 3: class tokens × grouping", TABLE3, cols)
     add_table("table4", "Table 4: transformer depth and assignment", TABLE4, cols)
+    decisive = [("AP", "frame", SINGLE, "AP"), ("pairs CAP", "frame", PAIRS, "CAP"),
+                (f"pairs {ciou_key}, thr 0.5", "frame_thr0.5", PAIRS, ciou_key),
+                ("pairs CAP, per_frame", "per_frame", PAIRS, "CAP"),
+                ("duet CAP", "frame", DUET, "CAP"), ("pairs recall@N", "frame", PAIRS, "recall@N")]
+    add_table("decisive", "The objective's forms, from scratch and from the stand-in trunk (_pt)",
+              [v + suffix for v in DECISIVE for suffix in ("", "_pt")], decisive)
     flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
             + multi_columns("frame", TRIOS, ciou_key, "3 (trios)", recall=True)
             + multi_columns("frame", DUET, ciou_key, "2 in 1 frame (duet)", recall=True))

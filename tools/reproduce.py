@@ -5,6 +5,7 @@ evaluations -> results/summary.json; tools.report turns it into tables.md and th
     python -m tools.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
     python -m tools.reproduce --dry-run        # print every command, run nothing
     python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
+    python -m tools.reproduce --only decisive --out results/decisive   # 36 trainings (~3 h)
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
@@ -43,7 +44,8 @@ import zlib
 import numpy as np
 
 from datasets.dataset import AudioVisualDataset
-from tools.report import DUET, PAIRS, SINGLE, TRIOS, finite, mean_std, write_report
+from tools.report import (DECISIVE, DUET, PAIRS, SINGLE, TABLE3, TABLE4, TRIOS, finite, mean_std,
+                          write_report)
 from utils.config import load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
 
@@ -89,10 +91,26 @@ VARIANTS = {
     "depth6": Variant("depth 6", ("model.depth=6",)),
     "soft": Variant("soft assignment", ("model.assignment=soft",)),
     "hard": Variant("hard assignment", ("model.assignment=hard",)),
+    # the decisive table: the paper's forms of the objective against the recipe
+    "eq10": Variant("Eq. 10 as printed (modulated, no image->audio term)",
+                    ("model.loc_features=modulated", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
+                     "loss.symmetric=none")),
+    "modulated_own": Variant("modulated, own_class term",
+                             ("model.loc_features=modulated", "loss.w_loc_agnostic=0",
+                              "loss.patch_grad=true", "loss.symmetric=own_class")),
+    "authors": Variant("the authors' form (raw maps, own_class term)",
+                       ("model.loc_features=raw", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
+                        "loss.symmetric=own_class")),
 }
+# the ImageNet stand-in (python -m tools.pretrain_visual, made when missing) and, for every
+# variant, the same from that trunk
+STAND_IN = "data/trunk_synthetic.pth"
+for _name, _v in list(VARIANTS.items()):
+    VARIANTS[_name + "_pt"] = Variant(_v.label + ", stand-in trunk", _v.overrides + (
+        "model.pretrained=imagenet", f"model.pretrained_path={STAND_IN}"))
 QUICK_VARIANTS = ("ezvsl", "avgn")
-TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens1_grouping1")
-TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
+SETS = {"paper": ("ezvsl", "avgn", "paper_objective") + TABLE3 + TABLE4,
+        "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE)}
 # keys that may differ between a run's stored config and the requested one
 _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}
 
@@ -387,7 +405,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (--quick: 0)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"train.max_steps of every run (default {STEPS})")
-    p.add_argument("--only", default=None, help=f"comma-separated variants, from {','.join(VARIANTS)}")
+    p.add_argument("--only", default=None, help=f"comma-separated variants (VARIANTS) or sets "
+                   f"({', '.join(SETS)}); default: the set 'paper'")
     p.add_argument("--out", default=None,
                    help="output folder, runs in <out>/runs (default: results, --quick: results/quick)")
     p.add_argument("--data-root", default="data/synthetic", help="synthetic data root (data.root)")
@@ -416,7 +435,8 @@ def main(argv=None):
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     steps = args.steps or STEPS
     variants = (args.only.split(",") if args.only else
-                list(QUICK_VARIANTS) if args.quick else list(VARIANTS))
+                list(QUICK_VARIANTS) if args.quick else list(SETS["paper"]))
+    variants = [v for name in variants for v in SETS.get(name, (name,))]  # sets by their name
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
@@ -426,6 +446,10 @@ def main(argv=None):
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
     runner = Runner(args.dry_run, args.device)
+    if any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs) and \
+            not os.path.isfile(os.path.join(ROOT, STAND_IN)):
+        runner(["-m", "tools.pretrain_visual", "--config", CONFIG, "--out", STAND_IN],
+               os.path.join(out, "pretrain_visual.txt"), "pretrain_visual")
     base_cfg = load_config(os.path.join(ROOT, CONFIG), [f"data.root={data_root}", *args.extra])
     eval_fixed = eval_overrides(base_cfg)
     logger.info("%d trainings of %d steps (%s); shared: %s", len(runs), steps,
