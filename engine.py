@@ -87,13 +87,24 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
         stop: a `StopRequested`; checked (collectively) every `log_every` steps.
         frozen_bn: BatchNorm layers use (and keep) their running statistics.
     Returns:
-        dict of mean loss terms over this call's steps (summed over processes, then divided).
+        dict of mean loss terms over this call's steps (summed over processes, then divided),
+        plus samples_per_s (this process) and data_wait (the share of the time this process
+        waited for the loader; the step ends with a host sync, so it is also the share of time
+        the device had nothing to do for want of data), both after the first step (worker
+        start-up, compilation).
     """
     set_train_mode(model, frozen_bn)
-    sums, count = defaultdict(float), 0
+    sums, count, wait = defaultdict(float), 0, 0.0
+    first = None  # (time, samples, wait) when the first step ended
     bar = progress(loader, desc=f"epoch {state['epoch']}")
+    batches = iter(bar)
     t0 = time.time()
-    for batch in bar:
+    while True:
+        t_wait = time.time()
+        batch = next(batches, None)
+        wait += time.time() - t_wait
+        if batch is None:
+            break
         batch = to_device(batch, device, channels_last)
         with autocast(device, amp):
             out = model(batch["image"], batch["spec"])
@@ -116,20 +127,26 @@ def train_one_epoch(model, criterion, loader, optimizer, scheduler, scaler, devi
         for k, v in losses.items():
             sums[k] += float(v.detach()) * n
         count += n
+        first = first or (time.time(), count, wait)
         if state["step"] % log_every == 0 and is_main_process():
             rate = count / (time.time() - t0)
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", rate=f"{rate:.0f}/s")
-            logger.info("epoch %d step %d lr %.3g %s (%.1f samples/s/process)", state["epoch"],
-                        state["step"], optimizer.param_groups[0]["lr"],
-                        " ".join(f"{k} {float(v.detach()):.4f}" for k, v in losses.items()), rate)
+            logger.info("epoch %d step %d lr %.3g %s (%.1f samples/s/process, %.0f%% waiting for "
+                        "data)", state["epoch"], state["step"], optimizer.param_groups[0]["lr"],
+                        " ".join(f"{k} {float(v.detach()):.4f}" for k, v in losses.items()), rate,
+                        100 * wait / (time.time() - t0))
         if max_steps and state["step"] >= max_steps:
             break
         if stop is not None and state["step"] % log_every == 0 and stop.agreed(device):
             break
+    t1, count1, wait1 = first if first and count > first[1] else (t0, 0, 0.0)
+    elapsed = max(time.time() - t1, 1e-9)
     keys = sorted(sums)
     totals = all_reduce_sum(torch.tensor([sums[k] for k in keys] + [count], dtype=torch.float64,
                                          device=device)).tolist()
-    return {k: v / max(totals[-1], 1) for k, v in zip(keys, totals)}
+    stats = {k: v / max(totals[-1], 1) for k, v in zip(keys, totals)}
+    return dict(stats, samples_per_s=round((count - count1) / elapsed, 2),
+                data_wait=round((wait - wait1) / elapsed, 4))
 
 
 def max_sources(dataset):

@@ -1,130 +1,128 @@
 #!/usr/bin/env bash
-# One-shot check of a GPU machine with PyTorch and no internet (installs nothing):
-#   (a) the unit tests that need CUDA (pytest -k cuda), if pytest is there;
-#   (b) a 1-GPU torchrun (nccl) of train.py on the synthetic config for a few steps (bf16,
-#       channels_last, gathered negatives; the synthetic data is rendered locally);
-#   (c) bf16 vs fp32 loss terms of the paper model on the same batch;
-#   (d) the training-step throughput table of the paper model at batch 128 (fp32, bf16,
-#       bf16 + channels_last, encoders only, torch.compile when it finishes in time) and the
-#       end-to-end rate with the real loader under AMP.
-# Every step runs under a time limit and the script carries on after a failure; a summary ends it.
+# train.py and test.py end to end on a GPU at paper size, in one self-contained run.
 #
-#   bash tools/gpu_check.sh 2>&1 | tee gpu_check.log          # about 6-8 minutes
-#   GPU_CHECK_SECONDS=300 PYTHON=python3 bash tools/gpu_check.sh
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_CONFIG=configs/synthetic.yaml GPU_CHECK_BATCH=8 \
-#       bash tools/gpu_check.sh                      # dry run of every piece on a CPU
+#   bash tools/gpu_check.sh wheels     # where the package registry is reachable: ./wheelhouse holds
+#                                      # the wheels (CPython 3.12, manylinux x86-64) of the
+#                                      # requirements a bare GPU machine lacks (soundfile, av)
+#   bash tools/gpu_check.sh            # on the GPU machine: installs what is missing from
+#                                      # ./wheelhouse offline, runs every stage, writes
+#                                      # $GPU_CHECK_OUT (default: gpu_check_out/) gpu_check.json
+#                                      # and one log per stage
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 bash tools/gpu_check.sh     # dry run on a CPU
+#
+# Stages (each under a time limit; a failed stage is recorded and the next one runs):
+#   tests     pytest -k cuda
+#   bench     model-only rate of tools.bench_train at the training settings, and a profile of
+#             one step (top 10 kernels by device time)
+#   train     torchrun --nproc_per_node=1 train.py on the synthetic benchmark at paper size
+#             (224 px, 257x300, D 512, L 3, batch 128, bf16, channels_last), without and with
+#             torch.compile, through the real loader: samples/s, its share of the model-only rate
+#             and of the bf16 peak, and the share of time spent waiting for data
+#   resume    SIGTERM mid-epoch, then --resume auto: the resumed run continues from the saved step
+#   test      test.py on the result, bf16 and fp32 evaluation of the same checkpoint
 set -u
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-BUDGET=${GPU_CHECK_SECONDS:-450}   # the whole script, seconds
-BATCH=${GPU_CHECK_BATCH:-128}
+WHEELS=wheelhouse
+WHEEL_PACKAGES=(soundfile av cffi pycparser)
+
+if [ "${1:-}" = wheels ]; then
+    rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+    "$PY" -m pip download --quiet --only-binary=:all: --no-deps --python-version 3.12 \
+        --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux_2_28_x86_64 -d "$WHEELS" "${WHEEL_PACKAGES[@]}" || exit 1
+    du -sh "$WHEELS"; ls "$WHEELS"
+    exit 0
+fi
+
 DEV=${GPU_CHECK_DEVICE:-cuda}
-CONFIG=${GPU_CHECK_CONFIG:-configs/paper.yaml}
+OUT=${GPU_CHECK_OUT:-${OUT:-gpu_check_out}}
+STEPS=${GPU_CHECK_STEPS:-60}
+BATCH=${GPU_CHECK_BATCH:-128}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/avgn_gpu_check.XXXXXX")
-START=$(date +%s)
-SUMMARY=()
+# paper size on the synthetic benchmark (no ImageNet file here); GPU_CHECK_TINY: CPU-sized
+CFG=(--config configs/paper.yaml model.pretrained=none data.dataset=synthetic
+     "data.root=$WORK/synthetic" data.num_workers=${GPU_CHECK_WORKERS:-8})
+if [ -n "${GPU_CHECK_TINY:-}" ]; then
+    CFG+=(model.dim=32 model.heads=4 model.width=8 model.depth=1 model.visual_stride=8
+          data.image_size=32 data.audio.sample_rate=8000 data.audio.seconds=1.0
+          data.audio.n_fft=256 data.audio.hop=125 data.audio.frames=64 data.num_workers=1)
+    STEPS=${GPU_CHECK_STEPS:-4}; BATCH=${GPU_CHECK_BATCH:-8}
+fi
+AMP=(train.amp=bf16 train.channels_last=true)
+VARIANT=bf16+cl
+[ "$DEV" = cpu ] && VARIANT=fp32+cl
+COMPILED=",$VARIANT+compile"
+[ -n "${GPU_CHECK_TINY:-}" ] && COMPILED=""  # the dry run checks the script, not the compiler
+TRAIN=(train.py "${CFG[@]}" --device "$DEV" "${AMP[@]}" train.batch_size_per_gpu="$BATCH"
+       data.synthetic_train=$((BATCH * (STEPS + 2))) train.epochs=1 train.eval_every=0
+       eval.test_at_end=false train.log_every=2)
+TORCHRUN=("$PY" -m torch.distributed.run --standalone --nproc_per_node=1)
+STATUS=()
 
-have() { "$PY" -c "import $1" >/dev/null 2>&1; }
-
-# step NAME LIMIT_SECONDS CMD...: run with min(limit, time left), record ok / FAILED / skipped
-step() {
+# stage NAME LIMIT CMD...: runs CMD under a time limit, its output in $OUT/NAME.log
+stage() {
     local name=$1 limit=$2; shift 2
-    local left=$((BUDGET - ($(date +%s) - START)))
-    if [ "$left" -lt 20 ]; then
-        echo; echo "=== $name: skipped (script budget of ${BUDGET}s spent)"
-        SUMMARY+=("skipped  $name (no time left)"); return
-    fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    echo; echo "=== $name (limit ${limit}s)"
+    echo "=== $name (limit ${limit}s): $*"
     local t0=$(date +%s)
-    timeout -k 10 "$limit" "$@"
-    local rc=$? dt=$(( $(date +%s) - t0 ))
-    if [ $rc -eq 0 ]; then SUMMARY+=("ok       $name (${dt}s)")
-    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then SUMMARY+=("TIMEOUT  $name (${dt}s)")
-    else SUMMARY+=("FAILED   $name (rc $rc, ${dt}s)"); fi
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    STATUS+=("$name $rc $(( $(date +%s) - t0 ))")
+    tail -n 3 "$OUT/$name.log"
+    return $rc
 }
-skip() { echo; echo "=== $1: skipped ($2)"; SUMMARY+=("skipped  $1 ($2)"); }
 
-echo "=== machine"
-date -u
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "nvidia-smi: not available"
-"$PY" - <<'EOF'
-import importlib, platform, os
-import torch
-print(f"python {platform.python_version()} | torch {torch.__version__} | cuda {torch.version.cuda} | "
-      f"{os.cpu_count()} cpus")
-print("cuda available:", torch.cuda.is_available(),
-      "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
-for m in ["numpy", "yaml", "scipy", "PIL", "soundfile", "av", "sklearn", "tqdm", "torchvision",
-          "matplotlib", "pytest"]:
-    try:
-        mod = importlib.import_module(m)
-        print(f"  import {m:12s} ok   {getattr(mod, '__version__', '')}")
-    except Exception as e:
-        print(f"  import {m:12s} MISSING ({type(e).__name__})")
+# what a bare machine lacks, from the wheelhouse, offline
+for m in soundfile av; do
+    if ! "$PY" -c "import $m" 2>/dev/null; then
+        [ -d "$WHEELS" ] || { echo "missing $m and no $WHEELS/ (bash tools/gpu_check.sh wheels)"; exit 1; }
+        "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" "$m" || exit 1
+    fi
+done
+"$PY" - > "$OUT/environment.json" <<'EOF'
+import json, platform, torch
+print(json.dumps({"python": platform.python_version(), "torch": torch.__version__,
+                  "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0)
+                  if torch.cuda.is_available() else "cpu"}))
 EOF
-if [ "$DEV" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "no CUDA device visible: nothing to check"; exit 1
-fi
 
-DATA_OK=1
-for m in numpy yaml scipy PIL soundfile tqdm; do have $m || { DATA_OK=0; echo "missing $m: train.py and the real loader cannot run"; }; done
-BENCH=(tools/bench_train.py --device "$DEV" --config "$CONFIG")
+stage tests 300 "$PY" -m pytest -q -k cuda -p no:cacheprovider tests/test_throughput_options.py
+stage bench 400 "$PY" -m tools.bench_train "${CFG[@]}" --device "$DEV" --batch "$BATCH" \
+    --steps 10 --variants "$VARIANT$COMPILED" --profile
+stage train 500 "${TORCHRUN[@]}" "${TRAIN[@]}" train.max_steps="$STEPS" \
+    train.output_dir="$WORK/run"
+[ -n "$COMPILED" ] && stage train_compile 500 "${TORCHRUN[@]}" "${TRAIN[@]}" \
+    train.max_steps="$STEPS" train.compile=true train.output_dir="$WORK/run_compile"
 
-# (c) bf16 vs fp32, same batch (paper model)
-step "(c) bf16 vs fp32 loss terms, paper model, batch 32" 90 \
-    "$PY" "${BENCH[@]}" --batch 32 --compare-amp
+# SIGTERM to the training process once it has logged a few steps, then --resume auto
+RESUME=("${TORCHRUN[@]}" "${TRAIN[@]}" data.synthetic_train=$((BATCH * STEPS * 20))
+        train.output_dir="$WORK/run_resume")
+echo "=== resume"
+"${RESUME[@]}" train.max_steps=$((STEPS * 10)) > "$OUT/resume_stopped.log" 2>&1 &
+PID=$!
+for _ in $(seq 600); do
+    grep -q "step $(( STEPS / 2 > 2 ? STEPS / 2 : 2 )) " "$OUT/resume_stopped.log" && break
+    kill -0 $PID 2>/dev/null || break
+    sleep 1
+done
+pkill -TERM -P $PID  # the worker: it saves at its next log step and leaves
+wait $PID
+STATUS+=("resume_stopped $? 0")
+SAVED=$(grep -o "saved .* at step [0-9]*" "$OUT/resume_stopped.log" | grep -o "[0-9]*$")
+stage resume 500 "${RESUME[@]}" --resume auto train.max_steps=$(( ${SAVED:-0} + 4 ))
 
-# (d) throughput table, paper model
-step "(d) throughput, paper model, batch $BATCH" 150 \
-    "$PY" "${BENCH[@]}" --batch "$BATCH" --steps 10 --warmup 3 \
-    --variants fp32,enc+fp32,bf16,enc+bf16,bf16+cl,enc+bf16+cl --breakdown
+for amp in bf16 none; do
+    stage "test_$amp" 300 "$PY" test.py --ckpt "$WORK/run/checkpoint.pth" --device "$DEV" \
+        --out "$WORK/test_$amp" train.amp=$amp \
+        "eval.test_sets=[synthetic:test,synthetic:test_pairs]"
+    cp "$WORK/test_$amp/results.json" "$OUT/results_$amp.json" 2>/dev/null
+done
 
-# (d) real loader end to end under AMP (synthetic stream rendered at 224 px / 257x300 in the workers;
-# it reads no files, so a missing soundfile is stubbed by bench_train.py)
-LOADER_OK=1
-for m in numpy yaml scipy PIL tqdm; do have $m || LOADER_OK=0; done
-if [ $LOADER_OK -eq 1 ]; then
-    W=$(( $("$PY" -c "import os; print(os.cpu_count())") - 2 )); [ $W -gt 12 ] && W=12; [ $W -lt 1 ] && W=1
-    step "(d) real loader (synthetic stream, $W workers) + bf16 step, batch $BATCH" 100 \
-        "$PY" "${BENCH[@]}" --batch "$BATCH" --steps 3 --variants bf16+cl --loader synthetic \
-        --workers "$W" --items $((BATCH * 8 + 1))
-else
-    skip "(d) real loader" "missing imports (see above)"
-fi
-
-# (b') 1-GPU torchrun (nccl): DDP + gathered negatives of the paper config, random tensors
-step "(b') torchrun 1 GPU (nccl), bench_train.py DDP, paper model bf16, batch 32" 90 \
-    "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 "${BENCH[@]}" --batch 32 \
-    --steps 5 --variants bf16+cl
-
-# (b) 1-GPU torchrun, nccl, synthetic config
-if [ $DATA_OK -eq 1 ]; then
-    step "(b) torchrun 1 GPU (nccl), train.py synthetic, 30 steps" 150 \
-        "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 train.py \
-        --config configs/synthetic.yaml --device "$DEV" train.max_steps=30 train.epochs=1 \
-        train.eval_every=0 eval.test_at_end=false train.log_every=10 train.amp=bf16 \
-        train.channels_last=true loss.gather_negatives=true data.num_workers=4 \
-        data.root="$WORK/synthetic" train.output_dir="$WORK/run"
-else
-    skip "(b) torchrun" "train.py needs numpy, yaml, scipy, PIL, soundfile, tqdm"
-fi
-
-# (a) CUDA unit tests
-if have pytest; then
-    step "(a) pytest -k cuda" 150 "$PY" -m pytest -q -k cuda -p no:cacheprovider \
-        --continue-on-collection-errors tests/test_throughput_options.py
-else
-    skip "(a) pytest -k cuda" "pytest missing"
-fi
-
-# (d) torch.compile, when time is left
-step "(d) throughput, paper model, bf16 + channels_last + compile, batch $BATCH" 200 \
-    "$PY" "${BENCH[@]}" --batch "$BATCH" --steps 10 --variants bf16+cl+compile,bf16+cl
-
+printf '%s\n' "${STATUS[@]}" > "$OUT/status.txt"
+for d in "$WORK"/run*; do cp "$d/log.jsonl" "$OUT/$(basename "$d").jsonl" 2>/dev/null; done
+"$PY" -m tools.gpu_report "$OUT"
 rm -rf "$WORK"
-echo
-echo "=== summary ($(( $(date +%s) - START ))s)"
-for s in "${SUMMARY[@]}"; do echo "  $s"; done
