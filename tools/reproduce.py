@@ -222,12 +222,21 @@ class Runner:
         logger.info("  done in %.0f s", time.time() - t0)
 
 
+def stored(run, select="last"):
+    """A run kept in git without its checkpoint: every evaluation's results.json is there (the
+    run folders' small outputs are committed, their checkpoints are not)."""
+    return not os.path.isfile(run.ckpt) and all(
+        os.path.isfile(os.path.join(run.dir, f"eval_{name}_{select}", "results.json"))
+        for name in EVALS)
+
+
 def train(run, runner, upto=None):
-    """Train `run` to `upto` steps (default run.steps), resuming its checkpoint."""
+    """Train `run` to `upto` steps (default run.steps), resuming its checkpoint; a stored run
+    is not trained again."""
     upto = upto or run.steps
     if not runner.dry_run:
         step = checkpoint_step(run)
-        if step >= upto:
+        if step >= upto or stored(run):
             return False
     overrides = [o for o in run.overrides if not o.startswith("train.max_steps=")]
     runner(["train.py", "--config", CONFIG, "--resume", "auto", *overrides,
@@ -244,8 +253,8 @@ def evaluate_run(run, runner, eval_fixed, select):
     for name, (protocol, threshold, sets) in EVALS.items():
         out = os.path.join(run.dir, f"eval_{name}_{select}")
         path = os.path.join(out, "results.json")
-        fresh = (os.path.isfile(path) and os.path.isfile(ckpt)
-                 and os.path.getmtime(path) > os.path.getmtime(ckpt))
+        fresh = os.path.isfile(path) and (not os.path.isfile(ckpt)  # a stored run
+                                          or os.path.getmtime(path) > os.path.getmtime(ckpt))
         if not fresh:
             runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
                     f"eval.protocol={protocol}", *eval_fixed,
@@ -491,7 +500,9 @@ def main(argv=None):
     figs, negatives = {}, {}
     for v in ("ezvsl", "avgn"):
         vr = runs_of(runs, v, seeds)
-        if not vr:
+        if not vr or not all(os.path.isfile(r.ckpt) for r in vr):
+            logger.info("no figure 4 / negative audio for %s: %s", v,
+                        "not run" if not vr else "stored runs without checkpoints")
             continue
         png = os.path.join(out, f"fig4_tsne_{v}.png")
         figs[png] = tsne_figure(vr[0].ckpt, png, "test", args.tsne_items, device=device,
