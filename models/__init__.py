@@ -7,6 +7,7 @@ def _build_avgn(m):
     return AVGN(num_classes=m.num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
                 mlp_ratio=m.mlp_ratio, use_class_tokens=m.use_class_tokens,
                 use_grouping=m.use_grouping, assignment=m.assignment, gumbel_tau=m.gumbel_tau,
+                assign_eps=m.assign_eps,
                 audio_tokens=m.audio_tokens, token_init_std=m.token_init_std,
                 loc_features=m.loc_features, width=m.width, visual_stride=m.visual_stride,
                 pretrained=m.pretrained, pretrained_path=m.pretrained_path)

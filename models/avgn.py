@@ -146,7 +146,8 @@ class AVGN(nn.Module):
     """
 
     def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
-                 use_grouping=True, assignment="soft", gumbel_tau=1.0, audio_tokens="global",
+                 use_grouping=True, assignment="soft", gumbel_tau=1.0, assign_eps=1e-6,
+                 audio_tokens="global",
                  token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
                  pretrained="none", pretrained_path=""):
         super().__init__()
@@ -161,8 +162,8 @@ class AVGN(nn.Module):
             self.avct_a = ClassTokenTransformer(dim, depth, heads, mlp_ratio)
             self.avct_v = ClassTokenTransformer(dim, depth, heads, mlp_ratio)
         if use_grouping:
-            self.avg_a = Grouping(dim, assignment, gumbel_tau)
-            self.avg_v = Grouping(dim, assignment, gumbel_tau)
+            self.avg_a = Grouping(dim, assignment, gumbel_tau, assign_eps)
+            self.avg_v = Grouping(dim, assignment, gumbel_tau, assign_eps)
         self.head_cls = nn.Linear(dim, num_classes)  # FC_cls on the raw tokens
         self.head_a = nn.Linear(dim, 1)  # FC_a, shared across classes
         self.head_v = nn.Linear(dim, 1)  # FC_v

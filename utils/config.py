@@ -38,6 +38,7 @@ class ModelConfig:
     use_grouping: bool = True  # AVG on (Table 3); off: g_i = c_i-hat
     assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot (+ Gumbel noise)
     gumbel_tau: float = 1.0  # temperature of the Gumbel noise for hard assignment
+    assign_eps: float = 1e-6  # epsilon of the grouping denominator, Eq. 8 (authors' code: 1.0)
     audio_tokens: Literal["global", "grid"] = "global"  # paper: one max-pooled token | layer4 cells
     token_init_std: float = 0.02  # trunc-normal std of the class tokens
     # maps and L_loc: modulated cos(g^a, f^v * g^v) (Eq. 10) | raw cos(g^a, f^v) (authors' code)
@@ -295,6 +296,7 @@ RANGES = [
     ("model.dim", _positive, "> 0"), ("model.num_classes", _positive, "> 0"),
     ("model.depth", _non_negative, ">= 0"), ("model.heads", _positive, "> 0"),
     ("model.mlp_ratio", _positive, "> 0"), ("model.gumbel_tau", _positive, "> 0"),
+    ("model.assign_eps", _positive, "> 0"),
     ("model.token_init_std", _non_negative, ">= 0"), ("model.width", _positive, "> 0"),
     ("loss.tau", _positive, "> 0"),
     ("data.image_size", _positive, "> 0"), ("data.resize_scale", lambda v: v >= 1, ">= 1"),
