@@ -259,6 +259,16 @@ def _paint(img, cls, box, mask, rng):
     img[frame][m] = shade[m][:, None] * color  # [n, 3]
 
 
+def draw_objects(rng, classes, size, background=None):
+    """Lay out and paint `classes` (one object each) on `background(rng, size)` (default: the
+    benchmark's clutter) -> (image [S, S, 3] float, drawing order, tight pixel boxes)."""
+    boxes, masks, order, tight = _layout(rng, classes, size)
+    img = (background or _background)(rng, size)
+    for k in order:
+        _paint(img, classes[k], boxes[k], masks[k], rng)
+    return img, order, tight
+
+
 def render_frame(rng, sounding, image_size, num_distractors=None):
     """Draw a frame with the `sounding` classes plus DISTRACTORS silent objects of other classes.
 
@@ -277,10 +287,7 @@ def render_frame(rng, sounding, image_size, num_distractors=None):
     classes = list(sounding) + distractors
     flags = [True] * len(sounding) + [False] * num_distractors
     S = image_size
-    boxes, masks, order, tight = _layout(rng, classes, S)
-    img = _background(rng, S)
-    for k in order:
-        _paint(img, classes[k], boxes[k], masks[k], rng)
+    img, order, tight = draw_objects(rng, classes, S)
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.02)
     image = (np.clip(img, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     objects = [SyntheticObject(classes[k], tuple(int(c) / S for c in tight[k]), flags[k])

@@ -31,7 +31,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score
 
 from datasets.image import IMAGENET_MEAN, IMAGENET_STD
-from datasets.render import CLASS_NAMES, _layout, _paint, item_rng
+from datasets.render import CLASS_NAMES, draw_objects, item_rng
 from models.encoders import ResNet18Trunk
 from utils.config import load_config
 from utils.logger import logger, progress, setup_logging
@@ -71,10 +71,7 @@ def render_frame(index, size, seed):
     k = int(rng.integers(1, 5))
     classes = [CLASS_NAMES[i] for i in rng.choice(len(CLASS_NAMES), k, replace=False)]
     canvas = int(round(size * rng.uniform(1.0, 1.6)))  # objects drawn smaller than the benchmark's
-    boxes, masks, order, _ = _layout(rng, classes, canvas)
-    img = _pattern(rng, canvas)
-    for j in order:
-        _paint(img, classes[j], boxes[j], masks[j], rng)
+    img, _, _ = draw_objects(rng, classes, canvas, _pattern)
     img = np.clip(img * rng.uniform(0.7, 1.2), 0, 1)  # brightness
     frame = Image.fromarray((img * 255 + 0.5).astype(np.uint8)).resize((size, size),
                                                                        Image.BILINEAR)
