@@ -67,6 +67,10 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
     if symmetric == "own_class":  # image b against the anchors of every image, each audio
         # through its own class: logits[n, s'] for the local images n and all anchors s'
         a_all, b_all, c_all = a, target, c  # [S', D], [S'], [S'] (S' = S, or all processes')
+        if gather and len(set(all_gather_with_grad(c.new_tensor([len(c)])).tolist())) > 1:
+            raise ValueError("loss.symmetric=own_class with loss.gather_negatives needs the same "
+                             "number of sources in every process's batch (frames with one or two "
+                             "sources, as in music.yaml, do not): set loss.gather_negatives=false")
         if gather:
             a_all, b_all, c_all = (all_gather_with_grad(x) for x in (a, target, c))
         g = None if visual is None else visual.index_select(1, c_all).transpose(0, 1)  # [S', B, D]

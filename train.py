@@ -34,7 +34,7 @@ from models import build_model
 from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
-from utils.logger import append_jsonl, git_sha, logger, setup_logging
+from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
 
 
 def parse_args(argv=None):
@@ -105,20 +105,27 @@ def resolve_config(args):
 RUN_FILES = ("checkpoint.pth", "best.pth", "log.jsonl")  # a folder holding one of these holds a run
 
 
-def check_output_dir(out_dir, resume, overwrite):
-    """Refuse to start a new run in a folder that holds one (nothing is lost to a typo); with
-    `overwrite`, delete that run's files first (rank 0). Resuming a checkpoint of this folder
-    continues its run."""
+def check_output_dir(out_dir, resume, overwrite, requested=""):
+    """Refuse to start a new run in a folder that holds one (nothing is lost to a typo). Returns
+    True when that run is to be deleted (`overwrite`; `clear_run`, once every start-up check has
+    passed). Resuming a checkpoint of this folder continues its run. requested: the --resume
+    given ('auto' that found no checkpoint leaves `resume` empty)."""
     found = [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
     same_run = resume and os.path.dirname(os.path.abspath(resume)) == os.path.abspath(out_dir)
     if not found or same_run:
-        return
+        return False
     if not overwrite:
-        how = ("--resume auto continues it" if not resume else
+        how = ("--resume auto continues it" if not requested else
+               "--resume auto has no checkpoint.pth there to continue" if requested == "auto" else
                f"--resume {resume} is another run's checkpoint")
         raise FileExistsError(f"train.output_dir {out_dir} already holds a run ({', '.join(found)})"
                               f": {how}; or choose another train.output_dir=...; or start it "
                               "anew with --overwrite (deletes it)")
+    return True
+
+
+def clear_run(out_dir):
+    """Delete the files a run wrote to `out_dir` (rank 0, between barriers)."""
     barrier()  # every process has looked before rank 0 deletes
     if is_main_process():
         for name in os.listdir(out_dir):
@@ -159,7 +166,7 @@ def check_resumable(ckpt, cfg, resume):
 def main(argv=None):
     args = parse_args(argv)
     device = init_distributed(args.device)
-    sigterm = signal.getsignal(signal.SIGTERM)  # fit() installs its own (save, then stop)
+    sigterm = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL  # fit() installs its own
     try:
         fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
     finally:  # a caller's process (and what it forks later) gets its own handler back
@@ -171,13 +178,14 @@ def fit(args, device, command):
     """Train, then test when eval.test_at_end. What it builds goes out of scope when it returns."""
     cfg, resume, ckpt = resolve_config(args)
     out_dir = cfg.train.output_dir
-    # every check that needs no data comes before anything is written to out_dir
-    check_output_dir(out_dir, resume, args.overwrite)
+    # nothing is written to out_dir (nor deleted, with --overwrite) before every start-up check
+    # has passed: the log is held until then
+    overwrite = check_output_dir(out_dir, resume, args.overwrite, args.resume)
     if ckpt is not None:
         check_resumable(ckpt, cfg, resume)
     if cfg.train.batchnorm == "sync" and device.type != "cuda":
         raise ValueError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
-    setup_logging(out_dir)
+    setup_logging(out_dir, hold=True)
     logger.info("git %s | %s", git_sha(), " ".join(command))
     torch.manual_seed(cfg.train.seed)
     if cfg.train.deterministic:
@@ -194,6 +202,9 @@ def fit(args, device, command):
     val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
     if cfg.eval.test_at_end:  # a broken test list fails now, not after training
         build_test_sets(cfg, train_set.class_names)
+    if overwrite:
+        clear_run(out_dir)
+    release_log()
     if is_main_process():
         dump_config(cfg, os.path.join(out_dir, "config.yaml"))
 

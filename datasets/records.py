@@ -185,16 +185,17 @@ def _numbers(values, where):
 
 def _box(xyxy, where, raw=None) -> Box:
     """Normalized x1, y1, x2, y2 -> the same clipped to [0, 1]. A coordinate below UNSET makes
-    the box empty (clipped, it has no area); coordinates outside [0, 1] by more than MARGIN
-    (pixel units?) or a box with x2 < x1 or y2 < y1 raise DataError naming `where`."""
+    the box empty (0, 0, 0, 0); coordinates outside [0, 1] by more than MARGIN (pixel units?) or
+    a box with x2 < x1 or y2 < y1 raise DataError naming `where`."""
     raw = xyxy if raw is None else raw
-    if not any(v < UNSET for v in xyxy):
-        if not all(-MARGIN <= v <= 1 + MARGIN for v in xyxy):
-            raise DataError(f"{where}: box {raw!r} lies outside [0, 1]: boxes are normalized by "
-                            "the frame's width and height (pixel units?)")
-        if xyxy[2] < xyxy[0] or xyxy[3] < xyxy[1]:
-            raise DataError(f"{where}: box {raw!r} is inverted (its right or bottom edge lies "
-                            "before its left or top edge)")
+    if any(v < UNSET for v in xyxy):
+        return (0.0, 0.0, 0.0, 0.0)
+    if not all(-MARGIN <= v <= 1 + MARGIN for v in xyxy):
+        raise DataError(f"{where}: box {raw!r} lies outside [0, 1]: boxes are normalized by the "
+                        "frame's width and height (pixel units?)")
+    if xyxy[2] < xyxy[0] or xyxy[3] < xyxy[1]:
+        raise DataError(f"{where}: box {raw!r} is inverted (its right or bottom edge lies "
+                        "before its left or top edge)")
     return tuple(float(min(max(v, 0.0), 1.0)) for v in xyxy)
 
 

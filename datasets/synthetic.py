@@ -179,10 +179,11 @@ def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0
     changed = old and {k: (old.get(k), v) for k, v in wanted.items() if old.get(k) != v}
     if old is not None and not _made_automatically(root):
         raise FileExistsError(
-            f"{root} was written by tools/make_synthetic.py with other settings than the config "
-            f"asks for ((made, wanted): {changed}); it is never replaced: choose another "
-            "data.root (generated automatically), or set the config's data.image_size and "
-            "data.audio.sample_rate / seconds to the folder's")
+            f"{root} holds the synthetic benchmark with other settings than the config asks for "
+            f"((found, wanted): {changed}), written by tools/make_synthetic.py or before data "
+            "roots recorded who wrote them: it is never replaced. Choose another data.root "
+            "(generated automatically), set the config's data.image_size and "
+            "data.audio.sample_rate / seconds to the folder's, or remove the folder")
     if old is None:
         log.info("generating the synthetic benchmark in %s", root)
     else:

@@ -71,6 +71,10 @@ def test_rerun_into_a_finished_run_is_refused(root, tmp_path):
                                               r"log.jsonl\).*--resume auto.*--overwrite"):
         fit(root, out, "train.max_steps=1", "eval.test_at_end=false")
     assert before == {n: open(os.path.join(out, n), "rb").read() for n in before}
+    rewrite(os.path.join(root, "vggss_test.csv"), lambda t: t + "test_999999\n")
+    with pytest.raises(DataError, match="test_999999"):  # a later check fails: nothing deleted
+        fit(root, out, "train.max_steps=1", "--overwrite")
+    assert before == {n: open(os.path.join(out, n), "rb").read() for n in before}
     fit(root, out, "train.max_steps=1", "eval.test_at_end=false", "--overwrite")  # on purpose
     assert torch.load(ckpt, weights_only=True)["step"] == 1
     with open(os.path.join(out, "log.jsonl")) as f:
@@ -105,6 +109,9 @@ BAD_VALUES = [
     ("model.assignment=hrd", r"'model.assignment' must be one of soft, hard"),
     ("model.audio_tokens=grd", r"'model.audio_tokens' must be one of global, grid"),
     ("model.visual_stride=12", r"'model.visual_stride' must be one of 32, 16, 8; got 12$"),
+    ("model.visual_stride='16'", r"'model.visual_stride' must be one of 32, 16, 8; got '16'$"),
+    ("train.lr=.inf", r"'train.lr' must be > 0 and finite; got inf"),
+    ("loss.w_loc=-1", r"'loss.w_loc' must be >= 0 and finite; got -1.0"),
     ("eval.protocol=frames", r"'eval.protocol' must be one of frame, source"),
     ("eval.threshold=fixd:0.5", r"'eval.threshold'.*median, fixed:v.*got 'fixd:0.5'"),
     ("eval.threshold=fixed:50", r"'eval.threshold'.*\(0 <= v <= 1\).*got 'fixed:50'"),
@@ -179,12 +186,13 @@ def test_bad_boxes_name_the_entry(root, box, message):
 
 def test_rounding_and_unset_corners_stay_clipped(tmp_path):
     path = tmp_path / "a.json"
+    unset = -2.8823037615171176e+16  # vggss.json's unset corner
     path.write_text(json.dumps([{"file": "a", "class": "x", "bbox": [[-0.004, 0.1, 1.003, 0.5]]},
-                                {"file": "b", "class": "x",  # vggss.json's unset corner
-                                 "bbox": [[0.38, 0.86, 0.70, -2.8823037615171176e+16]]}]))
+                                {"file": "b", "class": "x", "bbox": [[0.38, 0.86, 0.70, unset],
+                                                                    [unset, 0.2, 0.5, 0.8]]}]))
     boxes = read_vggss_json(str(path))
     assert boxes["a"][1] == [(0.0, 0.1, 1.0, 0.5)]
-    assert boxes["b"][1] == [(0.38, 0.86, 0.70, 0.0)]  # empty: excluded from AP, as before
+    assert boxes["b"][1] == [(0.0, 0.0, 0.0, 0.0)] * 2  # empty: excluded from AP, as before
 
 
 def test_real_vggss_annotation_still_reads():

@@ -9,6 +9,7 @@ from tools.figures import presence_metrics
 from tools.report import (aggregate, finite, fmt_change, fmt_stat, markdown_table, mean_std,
                           write_report)
 from tools.reproduce import curve_points, plan_runs
+from utils.config import load_config
 
 
 def test_mean_std_skips_missing_and_uses_sample_std():
@@ -116,3 +117,17 @@ def test_report_from_a_summary_alone(tmp_path):
     assert tables["table1_2"]["AVGN"]["pairs/frame CAP"]["n"] == 1  # seed 1 lacks the pairs
     text = (tmp_path / "tables.md").read_text()
     assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path):
+    """Stored configs with loss.symmetric true and without model.assign_eps are today's
+    anchor_class and 1e-6, not 'another config'."""
+    from tools.reproduce import checkpoint_step
+    from utils.checkpoint import save_checkpoint
+    from utils.config import to_dict
+    run = plan_runs(["avgn"], [0], 8, str(tmp_path), [], str(tmp_path / "data"))[0]
+    old = to_dict(load_config("configs/synthetic.yaml", run.overrides))
+    old["loss"]["symmetric"] = True
+    del old["model"]["assign_eps"]
+    save_checkpoint({"model": {}, "config": old, "class_names": [], "step": 8}, run.ckpt)
+    assert checkpoint_step(run) == 8

@@ -186,7 +186,7 @@ def test_ensure_regenerates_only_on_change(tmp_path):
     made = str(tmp_path / "made")
     syn.write_synthetic(made, image_size=32, sample_rate=SR, **small)
     assert not syn.ensure_synthetic(made, image_size=32, sample_rate=SR, **small)
-    with pytest.raises(FileExistsError, match=r"make_synthetic.*'image_size': \(32, 40\)"):
+    with pytest.raises(FileExistsError, match=r"'image_size': \(32, 40\).*make_synthetic"):
         syn.ensure_synthetic(made, image_size=40, sample_rate=SR, **small)
     assert syn.read_meta(made)["image_size"] == 32
 

@@ -26,7 +26,7 @@ from datasets import build_dataset, training_lists
 from utils.config import load_config
 from utils.logger import logger, progress, setup_logging
 
-WHERE = re.compile(r"^(?P<a>[^\s]+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
+WHERE = re.compile(r"^(?P<a>.+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
 _DATASET = None  # the dataset the worker processes read (inherited through fork)
 
 
@@ -105,7 +105,9 @@ def check_split(cfg, split, name, class_names, workers, decode=True):
     if not decode:
         return dataset, rows, 0
     for index, reason in decode_all(dataset, workers, label):
-        where = ", ".join(r.where or r.id for r in dataset.records(index))
+        records = dataset.records(index)
+        named = [r for r in records if r.frame in reason or r.audio in reason]  # the bad one of
+        where = ", ".join(r.where or r.id for r in named or records)  # a pair, when it is named
         rows.append((label, where, reason.replace(f" (list entry {where})", "")))
     return dataset, rows, len(dataset)
 

@@ -98,14 +98,15 @@ stage train 500 "${TORCHRUN[@]}" "${TRAIN[@]}" train.max_steps="$STEPS" \
 [ -n "$COMPILED" ] && stage train_compile 500 "${TORCHRUN[@]}" "${TRAIN[@]}" \
     train.max_steps="$STEPS" train.compile=true train.output_dir="$WORK/run_compile"
 
-# SIGTERM to the training process once it has logged a few steps, then --resume auto
+# SIGTERM to the training process once it has logged about half the steps (log_every is 2, so
+# an even step), then --resume auto
 RESUME=("${TORCHRUN[@]}" "${TRAIN[@]}" data.synthetic_train=$((BATCH * STEPS * 20))
         train.output_dir="$WORK/run_resume")
 echo "=== resume"
 "${RESUME[@]}" train.max_steps=$((STEPS * 10)) > "$OUT/resume_stopped.log" 2>&1 &
 PID=$!
 for _ in $(seq 600); do
-    grep -q "step $(( STEPS / 2 > 2 ? STEPS / 2 : 2 )) " "$OUT/resume_stopped.log" && break
+    grep -q "step $(( STEPS / 4 * 2 > 2 ? STEPS / 4 * 2 : 2 )) " "$OUT/resume_stopped.log" && break
     kill -0 $PID 2>/dev/null || break
     sleep 1
 done

@@ -52,6 +52,8 @@ def parse_args(argv=None):
     for key in ("items", "held_out", "epochs", "batch"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
+    if args.items < args.batch:
+        p.error(f"--items {args.items} gives no full batch of --batch {args.batch}")
     return args
 
 

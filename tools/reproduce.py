@@ -46,7 +46,7 @@ import numpy as np
 from datasets.dataset import AudioVisualDataset
 from tools.report import (DECISIVE, DUET, PAIRS, SINGLE, TABLE3, TABLE4, TRIOS, finite, mean_std,
                           write_report)
-from utils.config import load_config, to_dict
+from utils.config import from_dict, load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,13 +185,31 @@ def config_differences(stored, wanted, ignored):
             if (s, k) not in ignored and stored.get(s, {}).get(k) != v]
 
 
+def stand_in(runner, extra, out):
+    """Make the stand-in trunk (tools.pretrain_visual) for the config with --extra, unless one
+    made for the same width, stride and image size is there."""
+    cfg = load_config(os.path.join(ROOT, CONFIG), extra)
+    want = {"width": cfg.model.width, "visual_stride": cfg.model.visual_stride,
+            "image_size": cfg.data.image_size}
+    report = os.path.splitext(os.path.join(ROOT, STAND_IN))[0] + ".json"
+    if os.path.isfile(os.path.join(ROOT, STAND_IN)) and os.path.isfile(report):
+        with open(report) as f:
+            made = {k: json.load(f).get(k) for k in want}
+        if made == want:
+            return
+        raise SystemExit(f"{STAND_IN} was made for {made}, the runs need {want}: remove it")
+    runner(["-m", "tools.pretrain_visual", "--config", CONFIG, "--out", STAND_IN, *extra],
+           os.path.join(out, "pretrain_visual.txt"), "pretrain_visual")
+
+
 def checkpoint_step(run):
     """Optimizer steps of the run's checkpoint (0 when absent); raises when its config differs."""
     if not os.path.isfile(run.ckpt):
         return 0
     from utils.checkpoint import load_checkpoint
     ckpt = load_checkpoint(run.ckpt)
-    diff = config_differences(ckpt["config"], run.config, _IGNORED_KEYS)
+    stored_cfg = to_dict(from_dict(ckpt["config"], stored=True))  # earlier versions' values read
+    diff = config_differences(stored_cfg, run.config, _IGNORED_KEYS)  # as today's
     if diff:
         raise RuntimeError(f"{run.dir} was trained with another config ({'; '.join(diff[:5])}); "
                            "remove the folder or choose another --out")
@@ -230,17 +248,21 @@ def stored(run, select="last"):
         for name in EVALS)
 
 
-def train(run, runner, upto=None):
+def train(run, runner, upto=None, select="last"):
     """Train `run` to `upto` steps (default run.steps), resuming its checkpoint; a stored run
-    is not trained again."""
+    is not trained again, one that lost its checkpoint before all its evaluations is trained
+    anew (same seed: the same run on the same machine)."""
     upto = upto or run.steps
+    how = ["--resume", "auto"]
     if not runner.dry_run:
         step = checkpoint_step(run)
-        if step >= upto or stored(run):
+        if step >= upto or stored(run, select):
             return False
+        if step == 0 and os.path.isfile(os.path.join(run.dir, "log.jsonl")):
+            how = ["--overwrite"]
     overrides = [o for o in run.overrides if not o.startswith("train.max_steps=")]
-    runner(["train.py", "--config", CONFIG, "--resume", "auto", *overrides,
-            f"train.max_steps={upto}"], os.path.join(run.dir, "stdout.txt"), f"train {run.name}")
+    runner(["train.py", "--config", CONFIG, *how, *overrides, f"train.max_steps={upto}"],
+           os.path.join(run.dir, "stdout.txt"), f"train {run.name}")
     return True
 
 
@@ -446,6 +468,7 @@ def main(argv=None):
     variants = (args.only.split(",") if args.only else
                 list(QUICK_VARIANTS) if args.quick else list(SETS["paper"]))
     variants = [v for name in variants for v in SETS.get(name, (name,))]  # sets by their name
+    variants = list(dict.fromkeys(variants))  # each once, or its seeds would count twice
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
@@ -455,10 +478,8 @@ def main(argv=None):
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
     runner = Runner(args.dry_run, args.device)
-    if any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs) and \
-            not os.path.isfile(os.path.join(ROOT, STAND_IN)):
-        runner(["-m", "tools.pretrain_visual", "--config", CONFIG, "--out", STAND_IN],
-               os.path.join(out, "pretrain_visual.txt"), "pretrain_visual")
+    if any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs):
+        stand_in(runner, args.extra, out)
     base_cfg = load_config(os.path.join(ROOT, CONFIG), [f"data.root={data_root}", *args.extra])
     eval_fixed = eval_overrides(base_cfg)
     logger.info("%d trainings of %d steps (%s); shared: %s", len(runs), steps,
@@ -477,7 +498,7 @@ def main(argv=None):
         curve = presence_curve(curve_run, runner, curve_points(steps, count), _device(args.device))
     results = {}
     for run in runs:
-        train(run, runner)
+        train(run, runner, select=args.select)
         results[run.name] = evaluate_run(run, runner, eval_fixed, args.select)
     if args.dry_run:
         return None

@@ -16,6 +16,7 @@
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -166,7 +167,8 @@ def _check_value(value, tp, where):
         if value in allowed and type(value) is type(allowed[0]):
             return value
         names = ", ".join(map(str, allowed))
-        hint = _suggest(value, allowed) if isinstance(value, str) else ""
+        hint = (_suggest(value, allowed) if isinstance(value, str)
+                and all(isinstance(a, str) for a in allowed) else "")
         raise ConfigError(f"config key '{where}' must be one of {names}; got {value!r}{hint}")
     if origin in (list, List):
         (item_tp,) = typing.get_args(tp)
@@ -309,7 +311,10 @@ RANGES = [
     ("data.audio.frames", _positive, "> 0"), ("data.audio.freq_bins", _non_negative, ">= 0"),
     ("data.audio.log_std", _positive, "> 0"),
     ("train.epochs", _positive, "> 0"), ("train.batch_size_per_gpu", _positive, "> 0"),
-    ("train.lr", _positive, "> 0"), ("train.weight_decay", _non_negative, ">= 0"),
+    ("train.lr", lambda v: 0 < v < math.inf, "> 0 and finite"),
+    *((f"loss.{w}", lambda v: 0 <= v < math.inf, ">= 0 and finite")
+      for w in ("w_loc", "w_cls_token", "w_cls_audio", "w_cls_visual", "w_loc_agnostic")),
+    ("data.audio.log_mean", math.isfinite, "finite"), ("train.weight_decay", _non_negative, ">= 0"),
     ("train.warmup_steps", _non_negative, ">= 0"), ("train.clip_grad", _non_negative, ">= 0"),
     ("train.eval_every", _non_negative, ">= 0"), ("train.log_every", _positive, "> 0"),
     ("train.max_steps", _non_negative, ">= 0"),

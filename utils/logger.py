@@ -16,13 +16,48 @@ from .dist import is_main_process
 logger = logging.getLogger("avgn")
 
 
-def setup_logging(output_dir=None, filename="train.log"):
+class HeldFile(logging.Handler):
+    """Holds the log records until `release()` writes them to `path` and keeps writing there:
+    a run folder gets its train.log only once the run has passed every start-up check."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path, self.records, self.file = path, [], None
+
+    def emit(self, record):
+        if self.file is None:
+            self.records.append(record)
+        else:
+            self.file.emit(record)
+
+    def release(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.file = logging.FileHandler(self.path)
+        self.file.setFormatter(self.formatter)
+        for record in self.records:
+            self.file.emit(record)
+        self.records = []
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def setup_logging(output_dir=None, filename="train.log", hold=False):
+    """Console (and, on rank 0, <output_dir>/<filename>) handlers for the project's loggers and
+    Python warnings. hold: the file is written only from `release_log()` on, with every record
+    logged before it."""
     main = is_main_process()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     handlers = [logging.StreamHandler(sys.stdout)]
     if main and output_dir:
-        os.makedirs(output_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(output_dir, filename)))
+        path = os.path.join(output_dir, filename)
+        if hold:
+            handlers.append(HeldFile(path))
+        else:
+            os.makedirs(output_dir, exist_ok=True)
+            handlers.append(logging.FileHandler(path))
     logging.captureWarnings(False)  # then True: installs the capture again if it was replaced
     logging.captureWarnings(True)
     for target in (logger, logging.getLogger("py.warnings")):
@@ -35,6 +70,13 @@ def setup_logging(output_dir=None, filename="train.log"):
             h.setFormatter(fmt)
             target.addHandler(h)
     return logger
+
+
+def release_log():
+    """Start writing a held log file (see `setup_logging(hold=True)`)."""
+    for h in logger.handlers:
+        if isinstance(h, HeldFile):
+            h.release()
 
 
 def git_sha():
