@@ -97,7 +97,8 @@ def test_vggss_json_counts_clipping_and_area(metadata_dir):
     assert len(ann) == 5158
     assert sum(len(b) for _, b in ann.values()) == 5941
     assert all(0.0 <= v <= 1.0 for _, bs in ann.values() for b in bs for v in b)
-    assert ann["Db6Hjt0x28k_000056"][1][0] == (0.384375, 0.859375, 0.696875, 0.0)  # -2.9e16 -> 0
+    assert ann["Db6Hjt0x28k_000056"][1][0] == (0.0, 0.0, 0.0, 0.0)  # y2 -2.9e16: empty box
+    assert boxes_to_mask(ann["Db6Hjt0x28k_000056"][1][:1], 224, 224).sum() == 0
     assert ann["zpWuikVorYg_000032"][0] == "elk_bugling"
     # by hand at 224: x 0.403125*224 = 90.3 -> 90, 0.6*224 = 134.4 -> 134; y 56.7 -> 57, 168
     mask = boxes_to_mask(ann["zpWuikVorYg_000032"][1], 224, 224)
