@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.avgn import modulated_cosine
+from models.avgn import localization_maps, modulated_cosine
 from utils.dist import all_gather_with_grad, get_rank
 
 
@@ -90,6 +90,25 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
     return loss
 
 
+def map_overlap(maps, classes, tau):
+    """[beyond the paper] How much the maps of a sample's different sources cover the same
+    patches: with a_n = softmax over patches of S_n / tau, the mean over the pairs n != m of
+    labeled sources of one sample of sum_p a_n(p) a_m(p) (1: the same single patch, 0: apart).
+
+    Args:
+        maps: [B, N, h, w] class-aware maps of the labeled sources; classes: [B, N], -1 padding.
+    Returns:
+        scalar; zero (with a gradient) when no sample has two sources.
+    """
+    B, N = classes.shape
+    a = (maps.flatten(2) / tau).softmax(dim=-1)  # [B, N, P]
+    overlap = torch.einsum("bnp,bmp->bnm", a, a)  # [B, N, N]
+    valid = classes >= 0
+    pairs = valid[:, :, None] & valid[:, None, :] & ~torch.eye(N, dtype=torch.bool,
+                                                               device=maps.device)
+    return overlap[pairs].mean() if pairs.any() else maps.sum() * 0
+
+
 class AVGNCriterion(nn.Module):
     """Returns {loc, cls_token, cls_audio, cls_visual, total} (+ loc_agnostic when weighted).
 
@@ -102,15 +121,19 @@ class AVGNCriterion(nn.Module):
             f^v of the cosine (it still trains the tokens, transformers, grouping and, through
             them, the encoders); the patches then learn only from `loc_agnostic`.
         modulated: L_loc compares g^a with f^v * g^v (Eq. 10), else with f^v (the model's maps).
+        separation_tau: temperature of `map_overlap`, the [beyond the paper] term weighted by
+            weights['separation'] (0: off), which pushes apart the maps of a mixture's sources.
     forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
     """
 
     def __init__(self, tau=0.03, symmetric="anchor_class", gather_negatives=False, weights=None,
-                 patch_grad=True, modulated=True):
+                 patch_grad=True, modulated=True, separation_tau=0.1):
         super().__init__()
         self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
         self.patch_grad, self.modulated = patch_grad, modulated
-        self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0, loc_agnostic=0.0)
+        self.separation_tau = separation_tau
+        self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0, loc_agnostic=0.0,
+                            separation=0.0)
         self.weights.update(weights or {})
 
     def forward(self, out, classes, labels):
@@ -140,6 +163,9 @@ class AVGNCriterion(nn.Module):
             agnostic = (torch.arange(B, device=classes.device), classes.new_zeros(B))
             # EZ-VSL's loss: one class, so own_class and anchor_class are the same matrix
             losses["loc_agnostic"] = loc(out["fa"], out["fv"], None, agnostic, "anchor_class")
+        if self.weights["separation"] > 0 and class_aware:  # the maps of the labeled sources
+            maps = localization_maps(dict(out, fv=fv), classes, self.modulated)  # [B, N, h, w]
+            losses["separation"] = map_overlap(maps, classes, self.separation_tau)
         losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
         return losses
 
@@ -149,6 +175,7 @@ def build_criterion(cfg):
     return AVGNCriterion(tau=lc.tau, symmetric=lc.symmetric, gather_negatives=lc.gather_negatives,
                          weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
                                       cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,
-                                      loc_agnostic=lc.w_loc_agnostic),
+                                      loc_agnostic=lc.w_loc_agnostic, separation=lc.w_separation),
                          patch_grad=lc.patch_grad,
-                         modulated=cfg.model.loc_features == "modulated")
+                         modulated=cfg.model.loc_features == "modulated",
+                         separation_tau=lc.separation_tau)

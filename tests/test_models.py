@@ -366,3 +366,37 @@ def test_imagenet_stand_in_loads_through_the_imagenet_path(tmp_path):
     with pytest.raises(ValueError, match=r"trunk.pth does not fit the visual ResNet18 of width 16"):
         build_model(tiny("model.width=16", "model.pretrained=imagenet",
                          f"model.pretrained_path={out}"))
+
+
+def test_map_overlap_by_hand_and_its_gradient_pushes_the_maps_apart():
+    from losses import map_overlap
+    peak = torch.full((2, 2), -10.0)
+    peak[0, 0] = 10.0  # one patch
+    other = torch.full((2, 2), -10.0)
+    other[1, 1] = 10.0
+    classes = torch.tensor([[0, 1], [2, -1]])  # sample 1 has one source: no pair
+    same = torch.stack([torch.stack([peak, peak]), torch.stack([peak, other])])  # [B, N, h, w]
+    apart = torch.stack([torch.stack([peak, other]), torch.stack([peak, peak])])
+    assert map_overlap(same, classes, 1.0) == pytest.approx(1.0, abs=1e-6)
+    assert map_overlap(apart, classes, 1.0) == pytest.approx(0.0, abs=1e-6)
+    assert float(map_overlap(same, torch.tensor([[0, -1], [2, -1]]), 1.0)) == 0.0
+    maps = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    cls = torch.tensor([[0, 1]] * 3)
+    before = map_overlap(maps, cls, 0.5)
+    before.backward()
+    with torch.no_grad():
+        after = map_overlap(maps - 0.5 * maps.grad, cls, 0.5)
+    assert after < before
+
+
+def test_separation_term_joins_the_criterion_when_weighted():
+    out, classes, labels = _hand_made_outputs()
+    classes = torch.cat([classes, (classes + 1) % 3], dim=1)  # two sources a sample
+    plain = AVGNCriterion()(out, classes, labels)
+    assert "separation" not in plain
+    weighted = AVGNCriterion(weights={"separation": 2.0})(out, classes, labels)
+    assert 0 < weighted["separation"] <= 1
+    torch.testing.assert_close(weighted["total"], plain["total"] + 2 * weighted["separation"])
+    cfg = tiny("loss.w_separation=0.5", "loss.separation_tau=0.2")
+    crit = build_criterion(cfg)
+    assert crit.weights["separation"] == 0.5 and crit.separation_tau == 0.2

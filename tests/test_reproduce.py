@@ -1,6 +1,7 @@
 """tools.reproduce, tools.report and tools.figures: run planning, aggregation, tables, presence
 metrics."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -131,3 +132,32 @@ def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path
     del old["model"]["assign_eps"]
     save_checkpoint({"model": {}, "config": old, "class_names": [], "step": 8}, run.ckpt)
     assert checkpoint_step(run) == 8
+
+
+def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
+    """A run folder kept in git without its checkpoint: its log reaches the run's steps."""
+    import json
+    from tools.reproduce import evaluate_run, stored, train
+    run = plan_runs(["avgn"], [0], 8, str(tmp_path), [], str(tmp_path / "data"))[0]
+    calls = []
+
+    class Runner:
+        dry_run = False
+
+        def __call__(self, argv, log, tag):
+            calls.append(argv)
+
+    os.makedirs(os.path.join(run.dir, "eval_frame_last"))
+    with open(os.path.join(run.dir, "log.jsonl"), "w") as f:
+        f.write(json.dumps({"epoch": 0, "step": 4}) + "\n")
+    assert not stored(run)  # stopped before its steps: trained anew, over the old files
+    train(run, Runner())
+    assert calls[-1][3] == "--overwrite"
+    with open(os.path.join(run.dir, "log.jsonl"), "a") as f:
+        f.write(json.dumps({"epoch": 1, "step": 8}) + "\n")
+    with open(os.path.join(run.dir, "eval_frame_last", "results.json"), "w") as f:
+        json.dump({"results": {"synthetic:test": {"AP": 0.5}}}, f)
+    calls.clear()
+    assert stored(run) and not train(run, Runner())
+    assert evaluate_run(run, Runner(), [], "last") == {"frame": {"synthetic:test": {"AP": 0.5}}}
+    assert calls == []

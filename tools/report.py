@@ -25,6 +25,7 @@ TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens
 TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
 # the decisive table, each also from the stand-in trunk (name + "_pt")
 DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "avgn", "ezvsl")
+SEPARATION = ("avgn", "avgn_mix2", "avgn_mix2_sep")  # beyond the paper
 
 
 def mean_std(values):
@@ -200,6 +201,12 @@ def tables_markdown(summary):
                 ("duet CAP", "frame", DUET, "CAP"), ("pairs recall@N", "frame", PAIRS, "recall@N")]
     add_table("decisive", "The objective's forms, from scratch and from the stand-in trunk (_pt)",
               [v + suffix for v in DECISIVE for suffix in ("", "_pt")], decisive)
+    apart = [("AP", "frame", SINGLE, "AP"), ("pairs CAP", "frame", PAIRS, "CAP"),
+             (f"pairs {ciou_key}, thr 0.5", "frame_thr0.5", PAIRS, ciou_key),
+             ("pairs CAP, per_frame", "per_frame", PAIRS, "CAP"),
+             ("trios CAP", "frame", TRIOS, "CAP"), ("duet CAP", "frame", DUET, "CAP"),
+             (f"duet {ciou_key}, thr 0.5", "duet_thr0.5", DUET, ciou_key)]
+    add_table("separation", "Beyond the paper: keeping the sources apart", SEPARATION, apart)
     flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
             + multi_columns("frame", TRIOS, ciou_key, "3 (trios)", recall=True)
             + multi_columns("frame", DUET, ciou_key, "2 in 1 frame (duet)", recall=True))

@@ -6,6 +6,7 @@ evaluations -> results/summary.json; tools.report turns it into tables.md and th
     python -m tools.reproduce --dry-run        # print every command, run nothing
     python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
     python -m tools.reproduce --only decisive --out results/decisive   # 36 trainings (~3 h)
+    python -m tools.reproduce --only separation --out results/separation
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
@@ -44,8 +45,8 @@ import zlib
 import numpy as np
 
 from datasets.dataset import AudioVisualDataset
-from tools.report import (DECISIVE, DUET, PAIRS, SINGLE, TABLE3, TABLE4, TRIOS, finite, mean_std,
-                          write_report)
+from tools.report import (DECISIVE, DUET, PAIRS, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
+                          mean_std, write_report)
 from utils.config import from_dict, load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
 
@@ -61,7 +62,8 @@ CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the fi
 EVALS = {"frame": ("frame", None, [SINGLE, PAIRS, TRIOS, DUET]),
          "source": ("source", None, [PAIRS, TRIOS]),
          "per_frame": ("per_frame", None, [PAIRS, TRIOS]),
-         "frame_thr0.5": ("frame", "fixed:0.5", [PAIRS, TRIOS])}
+         "frame_thr0.5": ("frame", "fixed:0.5", [PAIRS, TRIOS]),
+         "duet_thr0.5": ("frame", "fixed:0.5", [DUET])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,10 @@ VARIANTS = {
     "authors": Variant("the authors' form (raw maps, own_class term)",
                        ("model.loc_features=raw", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
                         "loss.symmetric=own_class")),
+    # beyond the paper: keeping a mixture's sources apart (trained on two-clip mixtures)
+    "avgn_mix2": Variant("AVGN trained on two-clip mixtures", ("data.num_sources=2",)),
+    "avgn_mix2_sep": Variant("AVGN on mixtures + separation term (beyond the paper)",
+                             ("data.num_sources=2", "loss.w_separation=1.0")),
 }
 # the ImageNet stand-in (python -m tools.pretrain_visual, made when missing) and, for every
 # variant, the same from that trunk
@@ -110,7 +116,7 @@ for _name, _v in list(VARIANTS.items()):
         "model.pretrained=imagenet", f"model.pretrained_path={STAND_IN}"))
 QUICK_VARIANTS = ("ezvsl", "avgn")
 SETS = {"paper": ("ezvsl", "avgn", "paper_objective") + TABLE3 + TABLE4,
-        "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE)}
+        "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE), "separation": SEPARATION}
 # keys that may differ between a run's stored config and the requested one
 _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}
 
@@ -240,15 +246,18 @@ class Runner:
         logger.info("  done in %.0f s", time.time() - t0)
 
 
-def stored(run, select="last"):
-    """A run kept in git without its checkpoint: every evaluation's results.json is there (the
-    run folders' small outputs are committed, their checkpoints are not)."""
-    return not os.path.isfile(run.ckpt) and all(
-        os.path.isfile(os.path.join(run.dir, f"eval_{name}_{select}", "results.json"))
-        for name in EVALS)
+def stored(run):
+    """A run kept in git without its checkpoint (the run folders' small outputs are committed,
+    their checkpoints are not): its log.jsonl reaches the run's steps."""
+    path = os.path.join(run.dir, "log.jsonl")
+    if os.path.isfile(run.ckpt) or not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        steps = [json.loads(line).get("step", 0) for line in f if line.strip()]
+    return bool(steps) and steps[-1] >= run.steps
 
 
-def train(run, runner, upto=None, select="last"):
+def train(run, runner, upto=None):
     """Train `run` to `upto` steps (default run.steps), resuming its checkpoint; a stored run
     is not trained again, one that lost its checkpoint before all its evaluations is trained
     anew (same seed: the same run on the same machine)."""
@@ -256,7 +265,7 @@ def train(run, runner, upto=None, select="last"):
     how = ["--resume", "auto"]
     if not runner.dry_run:
         step = checkpoint_step(run)
-        if step >= upto or stored(run, select):
+        if step >= upto or stored(run):
             return False
         if step == 0 and os.path.isfile(os.path.join(run.dir, "log.jsonl")):
             how = ["--overwrite"]
@@ -277,6 +286,11 @@ def evaluate_run(run, runner, eval_fixed, select):
         path = os.path.join(out, "results.json")
         fresh = os.path.isfile(path) and (not os.path.isfile(ckpt)  # a stored run
                                           or os.path.getmtime(path) > os.path.getmtime(ckpt))
+        if not fresh and not runner.dry_run and stored(run):
+            logger.warning("%s: stored without its checkpoint, so not evaluated with %s (its "
+                           "cells stay empty; remove the run folder to train it again)",
+                           run.name, name)
+            continue
         if not fresh:
             runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
                     f"eval.protocol={protocol}", *eval_fixed,
@@ -498,7 +512,7 @@ def main(argv=None):
         curve = presence_curve(curve_run, runner, curve_points(steps, count), _device(args.device))
     results = {}
     for run in runs:
-        train(run, runner, select=args.select)
+        train(run, runner)
         results[run.name] = evaluate_run(run, runner, eval_fixed, args.select)
     if args.dry_run:
         return None

@@ -63,6 +63,8 @@ class LossConfig:
     w_cls_visual: float = 1.0  # weight of BCE(y, p^v)
     w_loc_agnostic: float = 0.0  # class-agnostic EZ-VSL term cos(f^a, f^v) added to AVGN (0: paper)
     patch_grad: bool = True  # class-aware L_loc trains the patch features f^v (false: only via loc_agnostic)
+    w_separation: float = 0.0  # [beyond] pushes apart the maps of a mixture's sources (0: paper)
+    separation_tau: float = 0.1  # temperature of the patch softmax of the separation term
 
 
 @dataclass
@@ -313,7 +315,9 @@ RANGES = [
     ("train.epochs", _positive, "> 0"), ("train.batch_size_per_gpu", _positive, "> 0"),
     ("train.lr", lambda v: 0 < v < math.inf, "> 0 and finite"),
     *((f"loss.{w}", lambda v: 0 <= v < math.inf, ">= 0 and finite")
-      for w in ("w_loc", "w_cls_token", "w_cls_audio", "w_cls_visual", "w_loc_agnostic")),
+      for w in ("w_loc", "w_cls_token", "w_cls_audio", "w_cls_visual", "w_loc_agnostic",
+                "w_separation")),
+    ("loss.separation_tau", _positive, "> 0"),
     ("data.audio.log_mean", math.isfinite, "finite"), ("train.weight_decay", _non_negative, ">= 0"),
     ("train.warmup_steps", _non_negative, ">= 0"), ("train.clip_grad", _non_negative, ">= 0"),
     ("train.eval_every", _non_negative, ">= 0"), ("train.log_every", _positive, "> 0"),
