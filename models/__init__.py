@@ -10,13 +10,14 @@ def _build_avgn(m):
                 assign_eps=m.assign_eps,
                 audio_tokens=m.audio_tokens, token_init_std=m.token_init_std,
                 loc_features=m.loc_features, width=m.width, visual_stride=m.visual_stride,
-                pretrained=m.pretrained, pretrained_path=m.pretrained_path)
+                pretrained=m.pretrained, pretrained_path=m.pretrained_path,
+                zero_init_residual=m.zero_init_residual)
 
 
 def _build_ezvsl(m):
     return EZVSL(num_classes=m.num_classes, dim=m.dim, width=m.width, visual_stride=m.visual_stride,
                  audio_tokens=m.audio_tokens, pretrained=m.pretrained,
-                 pretrained_path=m.pretrained_path)
+                 pretrained_path=m.pretrained_path, zero_init_residual=m.zero_init_residual)
 
 
 MODELS = {"avgn": _build_avgn, "ezvsl": _build_ezvsl}

@@ -149,12 +149,13 @@ class AVGN(nn.Module):
                  use_grouping=True, assignment="soft", gumbel_tau=1.0, assign_eps=1e-6,
                  audio_tokens="global",
                  token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
-                 pretrained="none", pretrained_path=""):
+                 pretrained="none", pretrained_path="", zero_init_residual=True):
         super().__init__()
         if loc_features not in ("modulated", "raw"):
             raise ValueError(f"loc_features must be modulated or raw, got {loc_features!r}")
-        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path)
-        self.audio = AudioEncoder(dim, width, audio_tokens)
+        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path,
+                                    zero_init_residual)
+        self.audio = AudioEncoder(dim, width, audio_tokens, zero_init_residual)
         self.tokens = nn.Parameter(torch.empty(num_classes, dim))
         nn.init.trunc_normal_(self.tokens, std=token_init_std)
         self.use_class_tokens, self.use_grouping = use_class_tokens, use_grouping

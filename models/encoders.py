@@ -42,7 +42,7 @@ class ResNet18Trunk(nn.Module):
     Input [B, in_channels, H, W] -> [B, 8 * width, H / s, W / s].
     """
 
-    def __init__(self, in_channels=3, width=64, output_stride=32):
+    def __init__(self, in_channels=3, width=64, output_stride=32, zero_init_residual=True):
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
@@ -61,7 +61,7 @@ class ResNet18Trunk(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for m in self.modules():  # zero-init the last BN of each block: residual starts as identity
-            if isinstance(m, BasicBlock):
+            if isinstance(m, BasicBlock) and zero_init_residual:
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x):
@@ -116,9 +116,10 @@ class VisualEncoder(nn.Module):
     """Image [B, 3, H, W] -> L2-normalized patch features f^v [B, P, D], P = (H/s)(W/s),
     and the grid size (H/s, W/s)."""
 
-    def __init__(self, dim=512, width=64, output_stride=32, pretrained="none", pretrained_path=""):
+    def __init__(self, dim=512, width=64, output_stride=32, pretrained="none", pretrained_path="",
+                 zero_init_residual=True):
         super().__init__()
-        self.trunk = ResNet18Trunk(3, width, output_stride)
+        self.trunk = ResNet18Trunk(3, width, output_stride, zero_init_residual)
         if pretrained == "imagenet":
             load_imagenet_weights(self.trunk, pretrained_path)
         elif pretrained != "none":
@@ -137,11 +138,11 @@ class AudioEncoder(nn.Module):
     """Log spectrogram [B, 1, F, T] -> L2-normalized audio tokens f^a [B, 1, D] (`global`:
     max-pooled layer4, the paper) or [B, f * t, D] (`grid`: one token per layer4 cell)."""
 
-    def __init__(self, dim=512, width=64, tokens="global"):
+    def __init__(self, dim=512, width=64, tokens="global", zero_init_residual=True):
         super().__init__()
         if tokens not in ("global", "grid"):
             raise ValueError(f"audio_tokens must be global or grid, got {tokens!r}")
-        self.trunk = ResNet18Trunk(1, width, 32)
+        self.trunk = ResNet18Trunk(1, width, 32, zero_init_residual)
         self.proj = nn.Linear(self.trunk.out_channels, dim)
         self.tokens = tokens
 

@@ -16,10 +16,11 @@ class EZVSL(nn.Module):
     class_aware, modulate = False, False
 
     def __init__(self, num_classes, dim=512, width=64, visual_stride=32, audio_tokens="global",
-                 pretrained="none", pretrained_path=""):
+                 pretrained="none", pretrained_path="", zero_init_residual=True):
         super().__init__()
-        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path)
-        self.audio = AudioEncoder(dim, width, audio_tokens)
+        self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path,
+                                    zero_init_residual)
+        self.audio = AudioEncoder(dim, width, audio_tokens, zero_init_residual)
         self.num_classes = num_classes
 
     def forward(self, image, spec):

@@ -400,3 +400,14 @@ def test_separation_term_joins_the_criterion_when_weighted():
     cfg = tiny("loss.w_separation=0.5", "loss.separation_tau=0.2")
     crit = build_criterion(cfg)
     assert crit.weights["separation"] == 0.5 and crit.separation_tau == 0.2
+
+
+def test_zero_init_residual_is_a_choice():
+    """Residual blocks start as identities here; the authors' encoders do not."""
+    ours = build_model(tiny("model.width=8"))
+    authors = build_model(tiny("model.width=8", "model.zero_init_residual=false"))
+    for trunk, zero in ((ours.visual.trunk, True), (ours.audio.trunk, True),
+                        (authors.visual.trunk, False), (authors.audio.trunk, False)):
+        weights = torch.cat([b.bn2.weight.detach() for layer in (trunk.layer1, trunk.layer4)
+                             for b in layer])
+        assert bool((weights == 0).all()) == zero

@@ -48,6 +48,7 @@ class ModelConfig:
     visual_stride: Literal[32, 16, 8] = 32  # visual trunk: 32 (paper); 16, 8: layer4 / 3 stride 1
     pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 visual trunk
     pretrained_path: str = ""  # local resnet18 .pth for pretrained=imagenet (else torch hub cache)
+    zero_init_residual: bool = True  # last BN of each encoder block starts at 0 (authors': false)
 
 
 @dataclass
