@@ -24,7 +24,8 @@ SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthet
 TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens1_grouping1")
 TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
 # the decisive table, each also from the stand-in trunk (name + "_pt")
-DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "avgn", "ezvsl")
+DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "avgn", "ezvsl",
+            "authors_code")  # the last one added after the others started: trained last
 SEPARATION = ("avgn", "avgn_mix2", "avgn_mix2_sep")  # beyond the paper
 
 

@@ -103,6 +103,10 @@ VARIANTS = {
     "authors": Variant("the authors' form (raw maps, own_class term)",
                        ("model.loc_features=raw", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
                         "loss.symmetric=own_class")),
+    "authors_code": Variant("the authors' form with their grouping epsilon and initialization",
+                            ("model.loc_features=raw", "loss.w_loc_agnostic=0",
+                             "loss.patch_grad=true", "loss.symmetric=own_class",
+                             "model.assign_eps=1.0", "model.zero_init_residual=false")),
     # beyond the paper: keeping a mixture's sources apart (trained on two-clip mixtures)
     "avgn_mix2": Variant("AVGN trained on two-clip mixtures", ("data.num_sources=2",)),
     "avgn_mix2_sep": Variant("AVGN on mixtures + separation term (beyond the paper)",
