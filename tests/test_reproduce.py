@@ -161,3 +161,21 @@ def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
     assert stored(run) and not train(run, Runner())
     assert evaluate_run(run, Runner(), [], "last") == {"frame": {"synthetic:test": {"AP": 0.5}}}
     assert calls == []
+
+
+def test_the_stand_in_trunk_is_made_once_for_its_sizes(tmp_path, monkeypatch):
+    import json
+    import tools.reproduce as reproduce
+    monkeypatch.setattr(reproduce, "STAND_IN", str(tmp_path / "trunk.pth"))
+    calls = []
+    runner = lambda argv, log, tag: calls.append(argv)  # noqa: E731
+    reproduce.stand_in(runner, [], str(tmp_path))
+    assert calls and calls[0][:2] == ["-m", "tools.pretrain_visual"]
+    (tmp_path / "trunk.pth").write_bytes(b"")
+    (tmp_path / "trunk.json").write_text(json.dumps({"width": 16, "visual_stride": 8,
+                                                     "image_size": 64}))
+    calls.clear()
+    reproduce.stand_in(runner, [], str(tmp_path))  # made for configs/synthetic.yaml: kept
+    assert calls == []
+    with pytest.raises(SystemExit, match="was made for"):
+        reproduce.stand_in(runner, ["model.width=8"], str(tmp_path))

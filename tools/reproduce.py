@@ -204,7 +204,8 @@ def stand_in(runner, extra, out):
     report = os.path.splitext(os.path.join(ROOT, STAND_IN))[0] + ".json"
     if os.path.isfile(os.path.join(ROOT, STAND_IN)) and os.path.isfile(report):
         with open(report) as f:
-            made = {k: json.load(f).get(k) for k in want}
+            made = json.load(f)
+        made = {k: made.get(k) for k in want}
         if made == want:
             return
         raise SystemExit(f"{STAND_IN} was made for {made}, the runs need {want}: remove it")
