@@ -5,7 +5,7 @@ evaluations -> results/summary.json; tools.report turns it into tables.md and th
     python -m tools.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
     python -m tools.reproduce --dry-run        # print every command, run nothing
     python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
-    python -m tools.reproduce --only decisive --out results/decisive   # 36 trainings (~3 h)
+    python -m tools.reproduce --only decisive --out results/decisive   # 42 trainings (~3.5 h)
     python -m tools.reproduce --only separation --out results/separation
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
