@@ -9,6 +9,7 @@
 #                                      # $GPU_CHECK_OUT (default: gpu_check_out/) gpu_check.json
 #                                      # and one log per stage
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 bash tools/gpu_check.sh     # dry run on a CPU
+#   GPU_CHECK_SECONDS (420): the whole run's budget; each stage gets at most what is left
 #
 # Stages (each under a time limit; a failed stage is recorded and the next one runs):
 #   tests     pytest -k cuda
@@ -63,10 +64,18 @@ TRAIN=(train.py "${CFG[@]}" --device "$DEV" "${AMP[@]}" train.batch_size_per_gpu
        eval.test_at_end=false train.log_every=2)
 TORCHRUN=("$PY" -m torch.distributed.run --standalone --nproc_per_node=1)
 STATUS=()
+BUDGET=${GPU_CHECK_SECONDS:-420}  # the whole run, so that one device call holds it
+START=$(date +%s)
 
-# stage NAME LIMIT CMD...: runs CMD under a time limit, its output in $OUT/NAME.log
+# stage NAME LIMIT CMD...: runs CMD under min(LIMIT, what is left of BUDGET), its output in
+# $OUT/NAME.log; with under 20 s left the stage is skipped (recorded with exit 124)
 stage() {
     local name=$1 limit=$2; shift 2
+    local left=$(( BUDGET - ($(date +%s) - START) ))
+    [ "$limit" -gt "$left" ] && limit=$left
+    if [ "$limit" -lt 20 ]; then
+        STATUS+=("$name 124 0"); echo "=== $name: skipped, the budget is spent"; return 124
+    fi
     echo "=== $name (limit ${limit}s): $*"
     local t0=$(date +%s)
     timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
@@ -105,7 +114,7 @@ RESUME=("${TORCHRUN[@]}" "${TRAIN[@]}" data.synthetic_train=$((BATCH * STEPS * 2
 echo "=== resume"
 "${RESUME[@]}" train.max_steps=$((STEPS * 10)) > "$OUT/resume_stopped.log" 2>&1 &
 PID=$!
-for _ in $(seq 600); do
+for _ in $(seq $(( BUDGET - ($(date +%s) - START) - 60 ))); do  # leave time to resume
     grep -q "step $(( STEPS / 4 * 2 > 2 ? STEPS / 4 * 2 : 2 )) " "$OUT/resume_stopped.log" && break
     kill -0 $PID 2>/dev/null || break
     sleep 1
