@@ -253,9 +253,11 @@ class Runner:
 
 def stored(run):
     """A run kept in git without its checkpoint (the run folders' small outputs are committed,
-    their checkpoints are not): its log.jsonl reaches the run's steps."""
+    their checkpoints are not): its log.jsonl reaches the run's steps and its first evaluation
+    is there (a run stored before it was evaluated is trained again)."""
     path = os.path.join(run.dir, "log.jsonl")
-    if os.path.isfile(run.ckpt) or not os.path.isfile(path):
+    first = os.path.join(run.dir, f"eval_{next(iter(EVALS))}_last", "results.json")
+    if os.path.isfile(run.ckpt) or not os.path.isfile(path) or not os.path.isfile(first):
         return False
     with open(path) as f:
         steps = [json.loads(line).get("step", 0) for line in f if line.strip()]
