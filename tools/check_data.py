@@ -106,9 +106,9 @@ def check_split(cfg, split, name, class_names, workers, decode=True):
         return dataset, rows, 0
     for index, reason in decode_all(dataset, workers, label):
         records = dataset.records(index)
-        named = [r for r in records if r.frame in reason or r.audio in reason]  # the bad one of
-        where = ", ".join(r.where or r.id for r in named or records)  # a pair, when it is named
-        rows.append((label, where, reason.replace(f" (list entry {where})", "")))
+        named = [r for r in records if r.frame and (r.frame in reason or r.audio in reason)]
+        where = ", ".join(r.where or r.id for r in named or records)  # a pair's bad clip, if named
+        rows.append((label, where, re.sub(r" \(list entry [^)]*\)$", "", reason)))
     return dataset, rows, len(dataset)
 
 
@@ -119,7 +119,8 @@ def write_clean_lists(cfg, rows, out_dir):
         if split in ("train", "val") and where != "-":
             for w in where.split(", "):
                 path, _, line = w.rpartition(":")
-                bad.setdefault(os.path.abspath(path), set()).add(int(line))
+                if path and line.isdigit():  # a list line (not an in-memory item)
+                    bad.setdefault(os.path.abspath(path), set()).add(int(line))
     os.makedirs(out_dir, exist_ok=True)
     for path in training_lists(cfg):
         drop = bad.get(os.path.abspath(path), set())
