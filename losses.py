@@ -67,19 +67,20 @@ def contrastive_localization(audio, fv, visual, anchors, tau, symmetric, gather=
     if symmetric == "own_class":  # image b against the anchors of every image, each audio
         # through its own class: logits[n, s'] for the local images n and all anchors s'
         a_all, b_all, c_all = a, target, c  # [S', D], [S'], [S'] (S' = S, or all processes')
-        if gather and len(set(all_gather_with_grad(c.new_tensor([len(c)])).tolist())) > 1:
-            raise ValueError("loss.symmetric=own_class with loss.gather_negatives needs the same "
-                             "number of sources in every process's batch (frames with one or two "
-                             "sources, as in music.yaml, do not): set loss.gather_negatives=false")
-        if gather:
-            a_all, b_all, c_all = (all_gather_with_grad(x) for x in (a, target, c))
+        own = torch.arange(len(b), device=b.device)  # the column of each local anchor
+        if gather:  # processes may hold different numbers of anchors (frames with one or two
+            # sources): each pads to the largest count, padded columns never compete
+            counts = all_gather_with_grad(c.new_tensor([len(c)]))
+            pad = int(counts.max()) - len(c)
+            a_all, b_all, c_all = (all_gather_with_grad(F.pad(x, p, value=v)) for x, p, v in (
+                (a, (0, 0, 0, pad), 0.0), (target, (0, pad), -1), (c, (0, pad), 0)))
+            own = own + get_rank() * int(counts.max())
         g = None if visual is None else visual.index_select(1, c_all).transpose(0, 1)  # [S', B, D]
         logits = modulated_cosine(a_all, fv, g, pairwise=True).amax(dim=-1).t() / tau  # [B, S']
         logits = logits.index_select(0, b)  # [S, S'] the image of each local anchor
-        own = torch.arange(len(b), device=b.device) + (get_rank() * len(b) if gather else 0)
         other_anchor_same_image = (b_all[None, :] == target[:, None]) & \
             (torch.arange(len(b_all), device=b.device)[None, :] != own[:, None])
-        logits = logits.masked_fill(other_anchor_same_image, float("-inf"))
+        logits = logits.masked_fill(other_anchor_same_image | (b_all < 0)[None, :], float("-inf"))
         loss = loss + F.cross_entropy(logits, own)
     elif symmetric == "anchor_class":  # image b (class c) against every audio m of class c
         a = audio_all.index_select(1, c).transpose(0, 1)  # [S, M, D]

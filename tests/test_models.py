@@ -411,3 +411,39 @@ def test_zero_init_residual_is_a_choice():
         weights = torch.cat([b.bn2.weight.detach() for layer in (trunk.layer1, trunk.layer4)
                              for b in layer])
         assert bool((weights == 0).all()) == zero
+
+
+def _own_class_on_rank(rank, world, init_file, shards, out):
+    import torch.distributed as dist
+    from losses import contrastive_localization
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    audio, fv, b, c = (x.clone().requires_grad_(x.is_floating_point()) for x in shards[rank])
+    loss = contrastive_localization(audio, fv, None, (b, c), 0.5, "own_class", gather=True)
+    (loss * len(b)).backward()  # the sum over this process's anchors
+    dist.all_reduce(audio.grad)  # not needed for the check; keeps every rank in step
+    torch.save({"loss": loss.detach(), "n": len(b), "fv_grad": fv.grad}, f"{out}_{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_own_class_gathers_processes_with_different_numbers_of_sources(tmp_path):
+    """Frames with one or two sources (music.yaml): a process with more anchors than another.
+    The anchor-weighted mean of the processes' losses is the one-process loss of the whole batch,
+    and so are the patch gradients."""
+    import torch.multiprocessing as mp
+    from losses import contrastive_localization
+    g = torch.Generator().manual_seed(3)
+    B, K, P, D = 3, 4, 5, 8
+    audio, fv = torch.randn(2 * B, K, D, generator=g), torch.randn(2 * B, P, D, generator=g)
+    b = torch.tensor([0, 0, 1, 2, 3, 4, 5])  # process 0: 4 anchors, process 1: 3
+    c = torch.tensor([1, 3, 0, 2, 2, 1, 0])
+    shards = [(audio[:B], fv[:B], b[:4], c[:4]), (audio[B:], fv[B:], b[4:] - B, c[4:])]
+    mp.spawn(_own_class_on_rank, args=(2, str(tmp_path / "init"), shards, str(tmp_path / "r")),
+             nprocs=2, join=True)
+    got = [torch.load(tmp_path / f"r_{r}.pt") for r in range(2)]
+    fv1 = fv.clone().requires_grad_()
+    want = contrastive_localization(audio, fv1, None, (b, c), 0.5, "own_class")
+    (want * len(b)).backward()
+    total = sum(r["loss"] * r["n"] for r in got) / len(b)
+    torch.testing.assert_close(total, want.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.cat([got[0]["fv_grad"], got[1]["fv_grad"]]), fv1.grad,
+                               rtol=1e-5, atol=1e-6)
