@@ -118,6 +118,7 @@ def test_report_from_a_summary_alone(tmp_path):
     assert tables["table1_2"]["AVGN"]["pairs/frame CAP"]["n"] == 1  # seed 1 lacks the pairs
     text = (tmp_path / "tables.md").read_text()
     assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text
+    assert tables["protocols"]["AVGN"]["frame CAP"]["mean"] == pytest.approx(0.5)
 
 
 def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path):

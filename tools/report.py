@@ -202,6 +202,13 @@ def tables_markdown(summary):
                 ("duet CAP", "frame", DUET, "CAP"), ("pairs recall@N", "frame", PAIRS, "recall@N")]
     add_table("decisive", "The objective's forms, from scratch and from the stand-in trunk (_pt)",
               [v + suffix for v in DECISIVE for suffix in ("", "_pt")], decisive)
+    protocols = [(f"{name} {key}", ev, PAIRS, key)
+                 for name, ev in (("frame", "frame"), ("frame thr 0.5", "frame_thr0.5"),
+                                  ("source", "source"), ("per_frame", "per_frame"))
+                 for key in ("CAP", ciou_key)]
+    add_table("protocols", "Two sources side by side (test_pairs) under the three protocols",
+              [v + suffix for v in ("ezvsl", "avgn", "authors") for suffix in ("", "_pt")],
+              protocols)
     apart = [("AP", "frame", SINGLE, "AP"), ("pairs CAP", "frame", PAIRS, "CAP"),
              (f"pairs {ciou_key}, thr 0.5", "frame_thr0.5", PAIRS, ciou_key),
              ("pairs CAP, per_frame", "per_frame", PAIRS, "CAP"),
