@@ -17,7 +17,7 @@ import torch
 from datasets import build_dataset, build_loader
 from datasets.image import to_rgb
 from metrics import MultiSourceEvaluator, SingleSourceEvaluator
-from models import build_model, localization_maps, presence, upsample_maps
+from models import build_model, compete_maps, localization_maps, presence, upsample_maps
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigError, apply_overrides, from_dict, to_dict
 from utils.dist import all_reduce_sum, is_dist, is_main_process
@@ -170,9 +170,10 @@ def predicted_classes(scores, classes):
 
 
 @torch.no_grad()
-def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
+def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_tau=0.0):
     """Run the model over `loader` and return `evaluator.compute()` (gathered over processes),
-    without recall@N for a class-agnostic model (its presence scores are uniform)."""
+    without recall@N for a class-agnostic model (its presence scores are uniform).
+    compete_tau > 0: a mixture's maps compete for each pixel (`compete_maps`, beyond the paper)."""
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
     per_frame = multi and evaluator.protocol == "per_frame"
@@ -186,9 +187,10 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval"):
             outs = [model(frame, batch["spec"]) for frame in frames]
 
         def canvas_maps(cls):  # [B, N, H, W]: each frame's part from the model's output on it
-            return torch.cat([upsample_maps(localization_maps(o, cls, module.modulate),
+            maps = torch.cat([upsample_maps(localization_maps(o, cls, module.modulate),
                                             (gt.shape[-2], f.shape[-1]))
                               for o, f in zip(outs, frames)], dim=-1).cpu()
+            return compete_maps(maps, cls.cpu(), compete_tau) if compete_tau > 0 else maps
         classes = batch["classes"]
         maps = canvas_maps(classes)
         scores = presence(outs[0]).float()  # p^a: from the audio alone, the same for every frame
@@ -301,7 +303,8 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
     for entry, dataset in build_test_sets(cfg, ckpt["class_names"], split):
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         evaluator = build_evaluator(dataset, cfg.eval)
-        metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry)
+        metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry,
+                           compete_tau=cfg.eval.compete_tau)
         results[entry] = metrics
         tag = entry.replace(":", "_")
         # collective (gathers every process's rows), writes on rank 0

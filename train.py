@@ -289,7 +289,7 @@ def fit(args, device, command):
                                                         state["step"] >= cfg.train.max_steps)
         if val_loader is not None and (done or (finished and state["epoch"] % cfg.train.eval_every == 0)):
             metrics = evaluate(model, val_loader, build_evaluator(val_set, cfg.eval), device,
-                               cfg.train.amp, desc="val")
+                               cfg.train.amp, desc="val", compete_tau=cfg.eval.compete_tau)
             logger.info(format_metrics(f"val (epoch {epoch})", metrics))
             record.update({f"val_{k}": v for k, v in metrics.items()})
             if math.isnan(selection_metric(metrics)):

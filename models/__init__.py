@@ -1,5 +1,5 @@
 """Models: `build_model(cfg)` translates the config into constructor arguments."""
-from .avgn import AVGN, localization_maps, modulated_cosine, presence, upsample_maps
+from .avgn import AVGN, compete_maps, localization_maps, modulated_cosine, presence, upsample_maps
 from .ezvsl import EZVSL
 
 
@@ -30,5 +30,5 @@ def build_model(cfg):
     return MODELS[cfg.model.name](cfg.model)
 
 
-__all__ = ["AVGN", "EZVSL", "build_model", "localization_maps", "modulated_cosine", "presence",
+__all__ = ["AVGN", "EZVSL", "build_model", "compete_maps", "localization_maps", "modulated_cosine", "presence",
            "upsample_maps"]

@@ -225,6 +225,25 @@ def localization_maps(out, classes, modulated=False):
     return m.view(B, N, h, w)
 
 
+def compete_maps(maps, classes, tau):
+    """[beyond the paper] The sources of one sample compete for each pixel: the map of source n
+    becomes (S_n + 1) / 2 * softmax_n(S_n / tau) over the sample's labeled sources, so where
+    another source's map is higher, n's map falls toward 0. A sample with one source, or a
+    class-agnostic model (the same map for every class), keeps its ranking of pixels.
+
+    Args:
+        maps: [B, N, H, W] cosine maps in [-1, 1] (`localization_maps`, upsampled or not).
+        classes: [B, N] class ids, -1 for padding.
+        tau: softmax temperature (> 0); small: the highest source takes the pixel.
+    Returns:
+        [B, N, H, W] maps in [0, 1]; zeros where the class is -1.
+    """
+    valid = (classes >= 0)[:, :, None, None]
+    logits = (maps.float() / tau).masked_fill(~valid, float("-inf"))
+    share = logits.softmax(dim=1).nan_to_num(0.0)  # a sample without sources: zeros
+    return ((maps.float() + 1) / 2 * share).masked_fill(~valid, 0.0).to(maps.dtype)
+
+
 def presence(out):
     """Audio presence scores p^a [B, C] in (0, 1)."""
     return out["logits_a"].sigmoid()

@@ -447,3 +447,18 @@ def test_own_class_gathers_processes_with_different_numbers_of_sources(tmp_path)
     torch.testing.assert_close(total, want.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.cat([got[0]["fv_grad"], got[1]["fv_grad"]]), fv1.grad,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_compete_maps_gives_each_pixel_to_its_strongest_source():
+    from models import compete_maps
+    s = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.1, 0.9]])  # two sources, three pixels
+    maps = torch.stack([s, torch.zeros_like(s)])[:, :, None, :]  # [B=2, N=2, 1, 3]
+    classes = torch.tensor([[4, 7], [3, -1]])  # sample 1 has one source
+    out = compete_maps(maps, classes, tau=0.01)
+    # source 0 keeps pixel 0, loses pixel 2 to source 1; the tie at pixel 1 halves both
+    torch.testing.assert_close(out[0, :, 0], torch.tensor([[0.95, 0.275, 0.0], [0.0, 0.275, 0.95]]),
+                               atol=1e-3, rtol=0)
+    assert out[1, 1].abs().max() == 0  # padding stays zero
+    torch.testing.assert_close(out[1, 0, 0], (maps[1, 0, 0] + 1) / 2)  # one source: rescaled only
+    same = compete_maps(s[None, :1].expand(1, 2, 3)[:, :, None], torch.tensor([[1, 2]]), 0.1)
+    torch.testing.assert_close(same[0, 0], same[0, 1])  # equal maps (EZ-VSL): order unchanged

@@ -134,6 +134,9 @@ class EvalConfig:
     batch_size: int = 32  # evaluation batch per process
     test_at_end: bool = True  # train.py tests best.pth (or the last checkpoint) on test_sets
     save_vis: int = 8  # overlays written per test set by the end-of-training test
+    # [beyond the paper] > 0: a mixture's sources compete for each pixel at this temperature
+    # (models.compete_maps); 0: off, the paper's maps
+    compete_tau: float = 0.0
 
 
 @dataclass
@@ -326,6 +329,7 @@ RANGES = [
     ("eval.iou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
     ("eval.ciou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
     ("eval.batch_size", _positive, "> 0"), ("eval.save_vis", _non_negative, ">= 0"),
+    ("eval.compete_tau", lambda v: 0 <= v < math.inf, ">= 0 and finite"),
 ]
 
 
