@@ -119,6 +119,10 @@ def test_report_from_a_summary_alone(tmp_path):
     text = (tmp_path / "tables.md").read_text()
     assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text
     assert tables["protocols"]["AVGN"]["frame CAP"]["mean"] == pytest.approx(0.5)
+    assert "| 0.500 (n=1) |" in text  # the pairs of seed 0 only
+    summary["not_trained"] = ["avgn_s2"]
+    write_report(summary, str(tmp_path))
+    assert "Not trained yet, left out (1): avgn_s2." in (tmp_path / "tables.md").read_text()
 
 
 def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path):
@@ -138,7 +142,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path
 def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
     """A run folder kept in git without its checkpoint: its log reaches the run's steps."""
     import json
-    from tools.reproduce import evaluate_run, stored, train
+    from tools.reproduce import evaluate_run, finished, stored, train
     run = plan_runs(["avgn"], [0], 8, str(tmp_path), [], str(tmp_path / "data"))[0]
     calls = []
 
@@ -151,7 +155,7 @@ def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
     os.makedirs(os.path.join(run.dir, "eval_frame_last"))
     with open(os.path.join(run.dir, "log.jsonl"), "w") as f:
         f.write(json.dumps({"epoch": 0, "step": 4}) + "\n")
-    assert not stored(run)  # stopped before its steps: trained anew, over the old files
+    assert not stored(run) and not finished(run)  # stopped early: trained anew (--no-train: left out)
     train(run, Runner())
     assert calls[-1][3] == "--overwrite"
     with open(os.path.join(run.dir, "log.jsonl"), "a") as f:
@@ -159,7 +163,7 @@ def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
     with open(os.path.join(run.dir, "eval_frame_last", "results.json"), "w") as f:
         json.dump({"results": {"synthetic:test": {"AP": 0.5}}}, f)
     calls.clear()
-    assert stored(run) and not train(run, Runner())
+    assert stored(run) and finished(run) and not train(run, Runner())
     assert evaluate_run(run, Runner(), [], "last") == {"frame": {"synthetic:test": {"AP": 0.5}}}
     assert calls == []
 

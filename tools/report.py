@@ -83,11 +83,16 @@ def finite(obj):
     return obj
 
 
-def stats_table(rows, columns):
-    """rows: [(row label, {column label: mean_std})] -> markdown with one column per label."""
+def stats_table(rows, columns, seeds=None):
+    """rows: [(row label, {column label: mean_std})] -> markdown with one column per label;
+    a cell over fewer than `seeds` values says how many ("(n=2)")."""
     labels = [c[0] for c in columns]
+
+    def cell(stat):
+        short = seeds and stat and 0 < stat.get("n", 0) < seeds
+        return fmt_stat(stat) + (f" (n={stat['n']})" if short else "")
     return markdown_table(["method"] + labels,
-                          [[name] + [fmt_stat(stats.get(c)) for c in labels] for name, stats in rows])
+                          [[name] + [cell(stats.get(c)) for c in labels] for name, stats in rows])
 
 
 def single_columns(iou_key):
@@ -177,7 +182,7 @@ def tables_markdown(summary):
         rows = [(label, aggregate([res], columns)) for label, res in extra_rows] + rows
         if rows:
             tables[name] = {label: stats for label, stats in rows}
-            md.extend([f"## {title}", "", stats_table(rows, columns), ""])
+            md.extend([f"## {title}", "", stats_table(rows, columns, len(summary["seeds"])), ""])
 
     thr = [(f"pairs/frame thr 0.5 {ciou_key}", "frame_thr0.5", PAIRS, ciou_key),
            ("pairs/frame thr 0.5 AUC", "frame_thr0.5", PAIRS, "AUC")]
@@ -279,6 +284,9 @@ def write_report(summary, out):
               f"{summary['seeds']}, extra {summary['extra'] or '—'}; tested checkpoint: "
               f"{summary['select']}. Cells: mean ± sample std over seeds (one number for one seed).",
               ""]
+    if summary.get("not_trained"):
+        header += [f"Not trained yet, left out ({len(summary['not_trained'])}): "
+                   f"{', '.join(summary['not_trained'])}.", ""]
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write("\n".join(header + md))
     logger.info("wrote %s", os.path.join(out, "tables.md"))

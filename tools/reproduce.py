@@ -264,6 +264,11 @@ def stored(run):
     return bool(steps) and steps[-1] >= run.steps
 
 
+def finished(run):
+    """Trained for all its steps: stored, or its checkpoint has them."""
+    return stored(run) or checkpoint_step(run) >= run.steps
+
+
 def train(run, runner, upto=None):
     """Train `run` to `upto` steps (default run.steps), resuming its checkpoint; a stored run
     is not trained again, one that lost its checkpoint before all its evaluations is trained
@@ -470,6 +475,8 @@ def parse_args(argv=None):
     p.add_argument("--tsne-items", type=int, default=500, help="test items in the t-SNE figures")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--no-train", action="store_true", help="summarize the runs already trained "
+                   "(evaluating them where needed); the others are left out and named")
     return p.parse_args(argv)
 
 
@@ -518,6 +525,11 @@ def main(argv=None):
         count = args.curve_points or CURVE_POINTS[mode]
         curve = presence_curve(curve_run, runner, curve_points(steps, count), _device(args.device))
     results = {}
+    if args.no_train:
+        missing = [r.name for r in runs if not finished(r)]
+        runs = [r for r in runs if r.name not in missing]
+        logger.info("--no-train: %d runs not trained yet are left out: %s", len(missing),
+                    ", ".join(missing) or "none")
     for run in runs:
         train(run, runner)
         results[run.name] = evaluate_run(run, runner, eval_fixed, args.select)
@@ -526,6 +538,7 @@ def main(argv=None):
 
     device = _device(args.device)
     summary = {"command": "python -m tools.reproduce " + shlex.join(argv), "mode": mode,
+               "not_trained": missing if args.no_train else [],
                "seeds": seeds, "steps": steps, "extra": args.extra, "data_root": data_root,
                "select": args.select, "eval_overrides": eval_fixed,
                "variant_labels": {v: VARIANTS[v].label for v in variants},
