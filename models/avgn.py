@@ -105,7 +105,7 @@ class Grouping(nn.Module):
     Input f̂ [B, P, D], ĉ [B, C, D] -> (g [B, C, D], A [B, P, C]).
     """
 
-    def __init__(self, dim, assignment="soft", gumbel_tau=1.0, eps=1e-6):
+    def __init__(self, dim, assignment="soft", gumbel_tau=1.0, eps=1.0):
         super().__init__()
         if assignment not in ("soft", "hard"):
             raise ValueError(f"assignment must be soft or hard, got {assignment!r}")
@@ -146,10 +146,10 @@ class AVGN(nn.Module):
     """
 
     def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
-                 use_grouping=True, assignment="soft", gumbel_tau=1.0, assign_eps=1e-6,
+                 use_grouping=True, assignment="soft", gumbel_tau=1.0, assign_eps=1.0,
                  audio_tokens="global",
                  token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
-                 pretrained="none", pretrained_path="", zero_init_residual=True):
+                 pretrained="none", pretrained_path="", zero_init_residual=False):
         super().__init__()
         if loc_features not in ("modulated", "raw"):
             raise ValueError(f"loc_features must be modulated or raw, got {loc_features!r}")

@@ -42,7 +42,7 @@ class ResNet18Trunk(nn.Module):
     Input [B, in_channels, H, W] -> [B, 8 * width, H / s, W / s].
     """
 
-    def __init__(self, in_channels=3, width=64, output_stride=32, zero_init_residual=True):
+    def __init__(self, in_channels=3, width=64, output_stride=32, zero_init_residual=False):
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
@@ -117,7 +117,7 @@ class VisualEncoder(nn.Module):
     and the grid size (H/s, W/s)."""
 
     def __init__(self, dim=512, width=64, output_stride=32, pretrained="none", pretrained_path="",
-                 zero_init_residual=True):
+                 zero_init_residual=False):
         super().__init__()
         self.trunk = ResNet18Trunk(3, width, output_stride, zero_init_residual)
         if pretrained == "imagenet":
@@ -138,7 +138,7 @@ class AudioEncoder(nn.Module):
     """Log spectrogram [B, 1, F, T] -> L2-normalized audio tokens f^a [B, 1, D] (`global`:
     max-pooled layer4, the paper) or [B, f * t, D] (`grid`: one token per layer4 cell)."""
 
-    def __init__(self, dim=512, width=64, tokens="global", zero_init_residual=True):
+    def __init__(self, dim=512, width=64, tokens="global", zero_init_residual=False):
         super().__init__()
         if tokens not in ("global", "grid"):
             raise ValueError(f"audio_tokens must be global or grid, got {tokens!r}")

@@ -16,7 +16,7 @@ class EZVSL(nn.Module):
     class_aware, modulate = False, False
 
     def __init__(self, num_classes, dim=512, width=64, visual_stride=32, audio_tokens="global",
-                 pretrained="none", pretrained_path="", zero_init_residual=True):
+                 pretrained="none", pretrained_path="", zero_init_residual=False):
         super().__init__()
         self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path,
                                     zero_init_residual)

@@ -1,3 +1,4 @@
+import os
 import pytest
 import yaml
 
@@ -77,3 +78,35 @@ def test_stored_boolean_symmetric_reads_as_its_named_form():
     stored["loss"]["symmetric"] = False
     assert from_dict(stored, stored=True).loss.symmetric == "none"
     assert load_config(None, ["loss.symmetric=own_class"]).loss.symmetric == "own_class"
+
+
+# the keys of this project's recipe (configs/synthetic.yaml) that the recipe configs set
+RECIPE_KEYS = {("model", "loc_features"), ("model", "assign_eps"), ("model", "zero_init_residual"),
+               ("loss", "w_loc_agnostic"), ("loss", "patch_grad"), ("loss", "symmetric")}
+
+
+def test_paper_configs_run_the_authors_objective_and_recipe_configs_the_measured_recipe():
+    import glob
+    recipe = to_dict(load_config("configs/synthetic.yaml"))
+    authors = {("model", "loc_features"): "raw", ("loss", "symmetric"): "own_class",
+               ("model", "assign_eps"): 1.0, ("model", "zero_init_residual"): False,
+               ("loss", "w_loc_agnostic"): 0.0, ("loss", "patch_grad"): True}
+    paths = sorted(glob.glob("configs/recipe/*.yaml"))
+    assert len(paths) == 7
+    for path in paths:
+        paper = to_dict(load_config(os.path.join("configs", os.path.basename(path))))
+        ours = to_dict(load_config(path))
+        assert all(paper[s][k] == v for (s, k), v in authors.items()), path
+        differ = {(s, k) for s in paper for k in paper[s] if paper[s][k] != ours[s][k]}
+        assert differ - {("train", "output_dir")} <= RECIPE_KEYS, path
+        assert all(ours[s][k] == recipe[s][k] for s, k in RECIPE_KEYS), path
+
+
+def test_a_stored_config_without_later_keys_reads_as_it_was_trained():
+    """Checkpoints written before model.assign_eps / zero_init_residual were keys were trained with
+    1e-6 and zero-init; today's defaults (the authors' 1.0 and false) must not change them."""
+    stored = to_dict(load_config(None))
+    del stored["model"]["assign_eps"], stored["model"]["zero_init_residual"]
+    cfg = from_dict(stored, stored=True)
+    assert (cfg.model.assign_eps, cfg.model.zero_init_residual) == (1e-6, True)
+    assert (Config().model.assign_eps, Config().model.zero_init_residual) == (1.0, False)

@@ -39,7 +39,7 @@ class ModelConfig:
     use_grouping: bool = True  # AVG on (Table 3); off: g_i = c_i-hat
     assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot (+ Gumbel noise)
     gumbel_tau: float = 1.0  # temperature of the Gumbel noise for hard assignment
-    assign_eps: float = 1e-6  # epsilon of the grouping denominator, Eq. 8 (authors' code: 1.0)
+    assign_eps: float = 1.0  # epsilon of the grouping denominator, Eq. 8 (as the authors' code)
     audio_tokens: Literal["global", "grid"] = "global"  # paper: one max-pooled token | layer4 cells
     token_init_std: float = 0.02  # trunc-normal std of the class tokens
     # maps and L_loc: modulated cos(g^a, f^v * g^v) (Eq. 10) | raw cos(g^a, f^v) (authors' code)
@@ -48,7 +48,7 @@ class ModelConfig:
     visual_stride: Literal[32, 16, 8] = 32  # visual trunk: 32 (paper); 16, 8: layer4 / 3 stride 1
     pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 visual trunk
     pretrained_path: str = ""  # local resnet18 .pth for pretrained=imagenet (else torch hub cache)
-    zero_init_residual: bool = True  # last BN of each encoder block starts at 0 (authors': false)
+    zero_init_residual: bool = False  # true: last BN of each encoder block starts at 0 (not authors')
 
 
 @dataclass
@@ -56,7 +56,7 @@ class LossConfig:
     tau: float = 0.03  # temperature of the localization contrastive loss
     # image->audio term: none (Eq. 10 as printed) | own_class (the authors' code) | anchor_class
     # (this project's variant); see losses.py. Stored true / false read as anchor_class / none
-    symmetric: Literal["none", "own_class", "anchor_class"] = "anchor_class"
+    symmetric: Literal["none", "own_class", "anchor_class"] = "none"
     gather_negatives: bool = False  # all-gather embeddings across DDP ranks for negatives
     w_loc: float = 1.0  # weight of L_loc
     w_cls_token: float = 1.0  # weight of CE(h_i, e_i) on the raw class tokens
@@ -204,6 +204,9 @@ def _check_value(value, tp, where):
 
 # values of earlier versions, read as today's: {key: {old value: new value}}
 LEGACY_VALUES = {"loss.symmetric": {True: "anchor_class", False: "none"}}
+# keys added after checkpoints were written, read with the value those were trained with (not
+# today's default) when a stored config lacks them
+STORED_DEFAULTS = {("model", "assign_eps"): 1e-6, ("model", "zero_init_residual"): True}
 
 
 def _merge(obj, values, prefix="", dropped=None):
@@ -357,6 +360,10 @@ def from_dict(values, stored=False):
     of a section that this version of the schema no longer has are ignored with a warning
     instead of raising (an unknown section still raises)."""
     cfg, dropped = Config(), ([] if stored else None)
+    if stored:
+        for (section, key), value in STORED_DEFAULTS.items():
+            if isinstance(values.get(section), dict) and key not in values[section]:
+                setattr(getattr(cfg, section), key, value)
     _merge(cfg, values, dropped=dropped)
     if dropped:
         logging.getLogger("avgn").warning("ignored stored config keys this version does not "
