@@ -508,7 +508,7 @@ def main(argv=None):
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
     runner = Runner(args.dry_run, args.device)
-    if any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs):
+    if not args.no_train and any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs):
         stand_in(runner, args.extra, out)
     base_cfg = load_config(os.path.join(ROOT, CONFIG), [f"data.root={data_root}", *args.extra])
     eval_fixed = eval_overrides(base_cfg)
@@ -525,7 +525,11 @@ def main(argv=None):
                 dir=curve_run.dir + "_curve",
                 overrides=[f"train.output_dir={curve_run.dir}_curve"] + curve_run.overrides[1:])
         count = args.curve_points or CURVE_POINTS[mode]
-        curve = presence_curve(curve_run, runner, curve_points(steps, count), _device(args.device))
+        if args.no_train and not finished(curve_run):
+            logger.info("--no-train: no Figure 5, %s is not trained yet", curve_run.name)
+        else:
+            curve = presence_curve(curve_run, runner, curve_points(steps, count),
+                                   _device(args.device))
     results = {}
     if args.no_train:
         missing = [r.name for r in runs if not finished(r)]
