@@ -108,7 +108,8 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
 def test_report_from_a_summary_alone(tmp_path):
     run = {"frame": {"synthetic:test": {"AP": 0.4}, "synthetic:test_pairs": {"CAP": 0.5}}}
     summary = {"command": "python -m tools.reproduce --quick", "mode": "quick", "seeds": [0, 1],
-               "steps": 8, "extra": [], "select": "last", "baselines": {},
+               "steps": 8, "extra": [], "select": "last",
+               "baselines": {"center": {"frame": {"synthetic:test": {"AP": 0.2}}}},
                "variant_labels": {"avgn": "AVGN"}, "iou_key": "IoU@0.5", "ciou_key": "CIoU@0.3",
                "runs": {"avgn_s0": {"variants": ["avgn"], "seed": 0, "results": run},
                         "avgn_s1": {"variants": ["avgn"], "seed": 1, "results": {
@@ -120,6 +121,7 @@ def test_report_from_a_summary_alone(tmp_path):
     assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text
     assert tables["protocols"]["AVGN"]["frame CAP"]["mean"] == pytest.approx(0.5)
     assert "| 0.500 (n=1) |" in text  # the pairs of seed 0 only
+    assert "| center (no audio) | 0.200 |" in text  # computed once: no n
     summary["not_trained"] = ["avgn_s2"]
     write_report(summary, str(tmp_path))
     assert "Not trained yet, left out (1): avgn_s2." in (tmp_path / "tables.md").read_text()

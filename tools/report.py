@@ -83,16 +83,17 @@ def finite(obj):
     return obj
 
 
-def stats_table(rows, columns, seeds=None):
+def stats_table(rows, columns, seeds=None, exact=()):
     """rows: [(row label, {column label: mean_std})] -> markdown with one column per label;
-    a cell over fewer than `seeds` values says how many ("(n=2)")."""
+    a cell over fewer than `seeds` values says how many ("(n=2)"), except in the rows named in
+    `exact` (computed once, with no seed)."""
     labels = [c[0] for c in columns]
 
-    def cell(stat):
-        short = seeds and stat and 0 < stat.get("n", 0) < seeds
+    def cell(stat, name):
+        short = seeds and name not in exact and stat and 0 < stat.get("n", 0) < seeds
         return fmt_stat(stat) + (f" (n={stat['n']})" if short else "")
-    return markdown_table(["method"] + labels,
-                          [[name] + [cell(stats.get(c)) for c in labels] for name, stats in rows])
+    return markdown_table(["method"] + labels, [[name] + [cell(stats.get(c), name) for c in labels]
+                                                for name, stats in rows])
 
 
 def single_columns(iou_key):
@@ -182,7 +183,8 @@ def tables_markdown(summary):
         rows = [(label, aggregate([res], columns)) for label, res in extra_rows] + rows
         if rows:
             tables[name] = {label: stats for label, stats in rows}
-            md.extend([f"## {title}", "", stats_table(rows, columns, len(summary["seeds"])), ""])
+            md.extend([f"## {title}", "", stats_table(rows, columns, len(summary["seeds"]),
+                                                      [label for label, _ in extra_rows]), ""])
 
     thr = [(f"pairs/frame thr 0.5 {ciou_key}", "frame_thr0.5", PAIRS, ciou_key),
            ("pairs/frame thr 0.5 AUC", "frame_thr0.5", PAIRS, "AUC")]
