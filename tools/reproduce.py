@@ -5,7 +5,7 @@ evaluations -> results/summary.json; tools.report turns it into tables.md and th
     python -m tools.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
     python -m tools.reproduce --dry-run        # print every command, run nothing
     python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
-    python -m tools.reproduce --only decisive --out results/decisive   # 42 trainings (~3.5 h)
+    python -m tools.reproduce --only decisive --out results/decisive   # 42 trainings (~4.5 h)
     python -m tools.reproduce --only separation --out results/separation
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
@@ -110,9 +110,16 @@ VARIANTS = {
                              "loss.patch_grad=true", "loss.symmetric=own_class",
                              "model.assign_eps=1.0", "model.zero_init_residual=false")),
     # beyond the paper: keeping a mixture's sources apart (trained on two-clip mixtures)
-    "avgn_mix2": Variant("AVGN trained on two-clip mixtures", ("data.num_sources=2",)),
-    "avgn_mix2_sep": Variant("AVGN on mixtures + separation term (beyond the paper)",
-                             ("data.num_sources=2", "loss.w_separation=1.0")),
+    "authors_code_mix2": Variant("the authors' code trained on two-clip mixtures",
+                                 ("model.loc_features=raw", "loss.w_loc_agnostic=0",
+                                  "loss.patch_grad=true", "loss.symmetric=own_class",
+                                  "model.assign_eps=1.0", "model.zero_init_residual=false",
+                                  "data.num_sources=2")),
+    "authors_code_mix2_sep": Variant("the same + separation term (beyond the paper)",
+                                     ("model.loc_features=raw", "loss.w_loc_agnostic=0",
+                                      "loss.patch_grad=true", "loss.symmetric=own_class",
+                                      "model.assign_eps=1.0", "model.zero_init_residual=false",
+                                      "data.num_sources=2", "loss.w_separation=1.0")),
 }
 # the ImageNet stand-in (python -m tools.pretrain_visual, made when missing) and, for every
 # variant, the same from that trunk
