@@ -2,12 +2,13 @@
 import json
 import os
 import subprocess
+import sys
 
 
 def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, GPU_CHECK_DEVICE="cpu", GPU_CHECK_TINY="1", GPU_CHECK_OUT=str(out),
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", PYTHON=sys.executable)  # the interpreter of the tests
     p = subprocess.run(["bash", "tools/gpu_check.sh"], env=env, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
