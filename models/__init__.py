@@ -30,5 +30,5 @@ def build_model(cfg):
     return MODELS[cfg.model.name](cfg.model)
 
 
-__all__ = ["AVGN", "EZVSL", "build_model", "compete_maps", "localization_maps", "modulated_cosine", "presence",
-           "upsample_maps"]
+__all__ = ["AVGN", "EZVSL", "build_model", "compete_maps", "localization_maps", "modulated_cosine",
+           "presence", "upsample_maps"]

@@ -25,7 +25,7 @@ TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens
 TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
 # the decisive table, each also from the stand-in trunk (name + "_pt")
 DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "avgn", "ezvsl",
-            "authors_code")  # the last one added after the others started: trained last
+            "authors_code")  # authors_code: what configs/paper.yaml trains
 # beyond the paper, against the best AVGN of the decisive table: the paper configs' objective
 # (the authors' code) from the stand-in trunk
 SEPARATION = ("authors_code_pt", "authors_code_mix2_pt", "authors_code_mix2_sep_pt")
