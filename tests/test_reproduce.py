@@ -186,3 +186,43 @@ def test_the_stand_in_trunk_is_made_once_for_its_sizes(tmp_path, monkeypatch):
     assert calls == []
     with pytest.raises(SystemExit, match="was made for"):
         reproduce.stand_in(runner, ["model.width=8"], str(tmp_path))
+
+
+def test_the_separation_set_also_tests_its_runs_with_competing_maps(tmp_path):
+    import json
+    from tools.reproduce import COMPETE, COMPETE_TAU, SET_EVALS, evaluate_run
+    evals = {v: SET_EVALS["separation"] for v in ("avgn",)}
+    runs = plan_runs(["avgn", "depth1", "ezvsl"], [0], 8, str(tmp_path), [],
+                     str(tmp_path / "data"), evals)
+    assert runs[0].variants == ["avgn", "depth1"] and runs[0].evals == tuple(COMPETE)
+    assert runs[1].evals == ()  # ezvsl: not asked for
+    calls = []
+
+    class Runner:
+        dry_run = False
+
+        def __call__(self, argv, log, tag):  # writes what test.py would
+            calls.append(argv)
+            out = argv[argv.index("--out") + 1]
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "results.json"), "w") as f:
+                json.dump({"results": {"synthetic:test_pairs": {"CAP": 0.5 + 0.1 * (
+                    f"eval.compete_tau={COMPETE_TAU}" in argv)}}}, f)
+
+    results = evaluate_run(runs[0], Runner(), [], "last")
+    assert set(results) == {"frame", "source", "per_frame", "frame_thr0.5", "duet_thr0.5",
+                            "frame_compete", "per_frame_compete", "frame_thr0.5_compete",
+                            "duet_thr0.5_compete"}
+    competing = [c for c in calls if f"eval.compete_tau={COMPETE_TAU}" in c]
+    assert len(competing) == 4 and all(os.path.basename(c[c.index("--out") + 1]).startswith(
+        "eval_") and "_compete_" in c[c.index("--out") + 1] for c in competing)
+    summary = {"command": "c", "mode": "full", "seeds": [0], "steps": 8, "extra": [],
+               "select": "last", "baselines": {}, "compete_tau": COMPETE_TAU,
+               "variant_labels": {"authors_code_pt": "A"}, "iou_key": "IoU@0.5",
+               "ciou_key": "CIoU@0.3",
+               "runs": {"authors_code_pt_s0": {"variants": ["authors_code_pt"], "seed": 0,
+                                               "results": results}}}
+    table = write_report(summary, str(tmp_path))["separation"]
+    assert table["A"]["pairs CAP"]["mean"] == pytest.approx(0.5)
+    assert table[f"A + competing maps (τ_c {COMPETE_TAU})"]["pairs CAP"]["mean"] == pytest.approx(0.6)
+    assert summary["variant_labels"] == {"authors_code_pt": "A"}  # the summary is not changed

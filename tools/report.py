@@ -176,7 +176,7 @@ def per_variant(summary):
 
 def tables_markdown(summary):
     """-> ({table name: {row label: {column: mean_std}}}, markdown lines) of the metric tables."""
-    runs, labels = per_variant(summary), summary["variant_labels"]
+    runs, labels = per_variant(summary), dict(summary["variant_labels"])
     iou_key, ciou_key = summary["iou_key"], summary["ciou_key"]
     tables, md = {}, []
 
@@ -223,7 +223,13 @@ def tables_markdown(summary):
              ("pairs CAP, per_frame", "per_frame", PAIRS, "CAP"),
              ("trios CAP", "frame", TRIOS, "CAP"), ("duet CAP", "frame", DUET, "CAP"),
              (f"duet {ciou_key}, thr 0.5", "duet_thr0.5", DUET, ciou_key)]
-    add_table("separation", "Beyond the paper: keeping the sources apart", SEPARATION, apart)
+    for v in SEPARATION:  # each run also tested with competing maps: those evaluations as EVALS'
+        if any("frame_compete" in r for r in runs.get(v, ())):
+            runs[v + "+compete"] = [{k.removesuffix("_compete"): m for k, m in r.items()
+                                     if k.endswith("_compete")} for r in runs[v]]
+            labels[v + "+compete"] = f"{labels[v]} + competing maps (τ_c {summary['compete_tau']})"
+    add_table("separation", "Beyond the paper: keeping the sources apart",
+              [n for v in SEPARATION for n in (v, v + "+compete")], apart)
     flex = (multi_columns("frame", PAIRS, ciou_key, "2 (pairs)", recall=True)
             + multi_columns("frame", TRIOS, ciou_key, "3 (trios)", recall=True)
             + multi_columns("frame", DUET, ciou_key, "2 in 1 frame (duet)", recall=True))

@@ -12,8 +12,9 @@ Every training is `python train.py --config configs/synthetic.yaml train.output_
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
 (one schedule for every variant), resumed with `--resume auto`; every evaluation is
 `python test.py --ckpt <run>/checkpoint.pth --out <run>/eval_<name> eval.test_sets=[...]` with
-the same evaluation settings for every variant (EVALS: protocol frame, protocol source, and
-protocol frame binarized at half the map's range). A run whose checkpoint has reached N steps is not
+the same evaluation settings for every variant (EVALS: protocols frame, source and per_frame, and
+frame binarized at half the map's range; the runs of the set `separation` also each of them but
+source with competing maps, COMPETE). A run whose checkpoint has reached N steps is not
 trained again and an evaluation newer than its checkpoint is not repeated, so an interrupted
 reproduction continues where it stopped; a run folder trained with another config is an error.
 Variants whose resolved configs are identical (e.g. `depth1` and `avgn`: the config has depth 1)
@@ -66,6 +67,12 @@ EVALS = {"frame": ("frame", None, [SINGLE, PAIRS, TRIOS, DUET]),
          "per_frame": ("per_frame", None, [PAIRS, TRIOS]),
          "frame_thr0.5": ("frame", "fixed:0.5", [PAIRS, TRIOS]),
          "duet_thr0.5": ("frame", "fixed:0.5", [DUET])}
+# [beyond the paper] the same evaluations with the competing maps of eval.compete_tau
+# (docs/model.md), run on the runs of the sets that ask for them (SET_EVALS); tau_c was picked
+# from one look at one avgn_pt run, not tuned
+COMPETE_TAU = 0.03
+COMPETE = {name + "_compete": (protocol, threshold, sets)
+           for name, (protocol, threshold, sets) in EVALS.items() if name != "source"}
 
 
 # the authors' objective on top of configs/synthetic.yaml; _CODE: also their grouping epsilon and
@@ -127,6 +134,7 @@ for _name, _v in list(VARIANTS.items()):
 QUICK_VARIANTS = ("ezvsl", "avgn")
 SETS = {"paper": ("ezvsl", "avgn", "paper_objective") + TABLE3 + TABLE4,
         "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE), "separation": SEPARATION}
+SET_EVALS = {"separation": tuple(COMPETE)}  # evaluations besides EVALS of a set's runs
 # keys that may differ between a run's stored config and the requested one
 _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}
 
@@ -144,6 +152,7 @@ class Run:
     steps: int
     dir: str
     config: dict  # resolved config (what train.py will store, but model.num_classes)
+    evals: tuple = ()  # evaluations of COMPETE besides EVALS
 
     @property
     def ckpt(self):
@@ -165,9 +174,10 @@ def schedule_overrides(base_overrides, steps):
     return [f"train.max_steps={steps}", f"train.epochs={math.ceil(steps / per_epoch)}"]
 
 
-def plan_runs(variants, seeds, steps, out, extra, data_root):
-    """One Run per distinct resolved config; variants resolving to the same config share it."""
-    runs, by_key = [], {}
+def plan_runs(variants, seeds, steps, out, extra, data_root, evals=None):
+    """One Run per distinct resolved config; variants resolving to the same config share it.
+    evals: {variant: names in COMPETE} evaluated besides EVALS (a shared run gets every one)."""
+    runs, by_key, evals = [], {}, evals or {}
     for seed in seeds:
         for name in variants:
             base = [f"train.seed={seed}", "eval.test_at_end=false", "eval.save_vis=0",
@@ -177,12 +187,14 @@ def plan_runs(variants, seeds, steps, out, extra, data_root):
             key = json.dumps({s: {k: v for k, v in sec.items() if (s, k) not in _IGNORED_KEYS}
                               for s, sec in cfg.items()}, sort_keys=True)
             if key in by_key:
-                by_key[key].variants.append(name)
+                run = by_key[key]
+                run.variants.append(name)
+                run.evals = tuple(dict.fromkeys(run.evals + tuple(evals.get(name, ()))))
                 continue
             run_name = f"{name}_s{seed}"
             run_dir = os.path.join(out, "runs", run_name)
             run = Run(run_name, [name], seed, [f"train.output_dir={run_dir}"] + overrides, steps,
-                      run_dir, cfg)
+                      run_dir, cfg, tuple(evals.get(name, ())))
             by_key[key] = run
             runs.append(run)
     return runs
@@ -294,12 +306,13 @@ def train(run, runner, upto=None):
 
 
 def evaluate_run(run, runner, eval_fixed, select):
-    """test.py with each of EVALS -> {evaluation name: {set: metrics}}."""
+    """test.py with each of EVALS and the run's evaluations of COMPETE
+    -> {evaluation name: {set: metrics}}."""
     ckpt = os.path.join(run.dir, "best.pth" if select == "best" else "checkpoint.pth")
     if select == "best" and not runner.dry_run and not os.path.isfile(ckpt):
         ckpt = run.ckpt
     results = {}
-    for name, (protocol, threshold, sets) in EVALS.items():
+    for name, (protocol, threshold, sets) in [*EVALS.items(), *((e, COMPETE[e]) for e in run.evals)]:
         out = os.path.join(run.dir, f"eval_{name}_{select}")
         path = os.path.join(out, "results.json")
         fresh = os.path.isfile(path) and (not os.path.isfile(ckpt)  # a stored run
@@ -312,7 +325,8 @@ def evaluate_run(run, runner, eval_fixed, select):
         if not fresh:
             runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
                     f"eval.protocol={protocol}", *eval_fixed,
-                    *([f"eval.threshold={threshold}"] if threshold else [])],
+                    *([f"eval.threshold={threshold}"] if threshold else []),
+                    *([f"eval.compete_tau={COMPETE_TAU}"] if name in COMPETE else [])],
                    os.path.join(out, "stdout.txt"), f"test {run.name}")
         if not runner.dry_run:
             with open(path) as f:
@@ -501,6 +515,10 @@ def main(argv=None):
     steps = args.steps or STEPS
     variants = (args.only.split(",") if args.only else
                 list(QUICK_VARIANTS) if args.quick else list(SETS["paper"]))
+    evals = {}  # the evaluations some sets ask for, for their variants
+    for name in variants:
+        for v in SETS.get(name, ()):
+            evals[v] = evals.get(v, ()) + SET_EVALS.get(name, ())
     variants = [v for name in variants for v in SETS.get(name, (name,))]  # sets by their name
     variants = list(dict.fromkeys(variants))  # each once, or its seeds would count twice
     unknown = [v for v in variants if v not in VARIANTS]
@@ -510,7 +528,7 @@ def main(argv=None):
     out, data_root = _short(out.rstrip(os.sep) or "results"), _short(args.data_root)
     os.chdir(ROOT)  # commands and paths are relative to the repository
     setup_logging(None if args.dry_run else out, "reproduce.log")
-    runs = plan_runs(variants, seeds, steps, out, args.extra, data_root)
+    runs = plan_runs(variants, seeds, steps, out, args.extra, data_root, evals)
     runner = Runner(args.dry_run, args.device)
     if not args.no_train and any(f"model.pretrained_path={STAND_IN}" in r.overrides for r in runs):
         stand_in(runner, args.extra, out)
@@ -550,7 +568,7 @@ def main(argv=None):
     summary = {"command": "python -m tools.reproduce " + shlex.join(argv), "mode": mode,
                "not_trained": missing if args.no_train else [],
                "seeds": seeds, "steps": steps, "extra": args.extra, "data_root": data_root,
-               "select": args.select, "eval_overrides": eval_fixed,
+               "select": args.select, "eval_overrides": eval_fixed, "compete_tau": COMPETE_TAU,
                "variant_labels": {v: VARIANTS[v].label for v in variants},
                "iou_key": f"IoU@{max(base_cfg.eval.iou_thresholds):g}",
                "ciou_key": f"CIoU@{base_cfg.eval.ciou_thresholds[0]:g}",
