@@ -312,7 +312,8 @@ def evaluate_run(run, runner, eval_fixed, select):
     if select == "best" and not runner.dry_run and not os.path.isfile(ckpt):
         ckpt = run.ckpt
     results = {}
-    for name, (protocol, threshold, sets) in [*EVALS.items(), *((e, COMPETE[e]) for e in run.evals)]:
+    evals = [*EVALS.items(), *((name, COMPETE[name]) for name in run.evals)]
+    for name, (protocol, threshold, sets) in evals:
         out = os.path.join(run.dir, f"eval_{name}_{select}")
         path = os.path.join(out, "results.json")
         fresh = os.path.isfile(path) and (not os.path.isfile(ckpt)  # a stored run
