@@ -6,7 +6,7 @@ evaluations -> results/summary.json; tools.report turns it into tables.md and th
     python -m tools.reproduce --dry-run        # print every command, run nothing
     python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
     python -m tools.reproduce --only decisive --out results/decisive   # 42 trainings (~4.5 h)
-    python -m tools.reproduce --only separation --out results/separation
+    python -m tools.reproduce --only separation --out results/separation  # 9 trainings (~1.5 h)
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
