@@ -519,7 +519,7 @@ def main(argv=None):
     evals = {}  # the evaluations some sets ask for, for their variants
     for name in variants:
         for v in SETS.get(name, ()):
-            evals[v] = evals.get(v, ()) + SET_EVALS.get(name, ())
+            evals[v] = tuple(dict.fromkeys(evals.get(v, ()) + SET_EVALS.get(name, ())))
     variants = [v for name in variants for v in SETS.get(name, (name,))]  # sets by their name
     variants = list(dict.fromkeys(variants))  # each once, or its seeds would count twice
     unknown = [v for v in variants if v not in VARIANTS]
