@@ -517,7 +517,7 @@ def frame_count(height, width, num_frames=None):
     return frames
 
 
-def _take_sources(x, b, n, slot, frames):
+def take_sources(x, b, n, slot, frames):
     """Maps of (sample b, source n), cropped to frame `slot` of `frames` when frames is given.
 
     Args:
@@ -608,8 +608,8 @@ class MultiSourceEvaluator:
         valid = cls >= 0  # [B, N]
         count = valid.sum(1)  # [B] sources per sample
         b, n = np.nonzero(valid)  # [K] labeled sources
-        ap, ci = score_maps(_take_sources(maps, b, n, slot[b, n], frames),
-                            _take_sources(gts, b, n, slot[b, n], frames), self.threshold)
+        ap, ci = score_maps(take_sources(maps, b, n, slot[b, n], frames),
+                            take_sources(gts, b, n, slot[b, n], frames), self.threshold)
         # PIAP: AP of predicted map m < count against each source n of the same sample
         if frames is None:  # one sort per predicted map for all the sample's masks
             apm, _ = score_maps(pred_maps[:, :, None], gts[:, None], None)  # [B, N(m), N(n)]
@@ -618,8 +618,8 @@ class MultiSourceEvaluator:
             reps = count[b]
             pb, pn = np.repeat(b, reps), np.repeat(n, reps)  # [Q]
             pm = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)  # 0..count-1
-            pair_ap, _ = score_maps(_take_sources(pred_maps, pb, pm, slot[pb, pn], frames),
-                                    _take_sources(gts, pb, pn, slot[pb, pn], frames), None)
+            pair_ap, _ = score_maps(take_sources(pred_maps, pb, pm, slot[pb, pn], frames),
+                                    take_sources(gts, pb, pn, slot[pb, pn], frames), None)
             ends = np.cumsum(count ** 2)
             mats = [pair_ap[e - k * k:e].reshape(k, k).T  # [m, n]
                     for e, k in zip(ends.tolist(), count.tolist())]
