@@ -45,7 +45,8 @@ def _canvas():
     maps = gts.clone()
     maps[0, 0, 0, 4:6] = 1  # on source 1's box, outside frame 0
     maps[0, 0, 3, 2:4] = 1  # on the silent object of frame 0
-    objects = {"a": [{"bbox": [0.5, 0.5, 1.0, 1.0], "sounding": False}], "b": []}
+    # the silent object is of source 0's class: source 0 is ambiguous, source 1 is not
+    objects = {"a": [{"class": "c3", "bbox": [0.5, 0.5, 1.0, 1.0], "sounding": False}], "b": []}
     args = dict(maps=maps, pred_maps=maps, gts=gts, classes=torch.tensor([[3, 5]]),
                 scores=torch.rand(1, 8), frame_slot=torch.tensor([[0, 1]]),
                 indices=torch.tensor([0]), ids=["a+b"])
@@ -55,7 +56,8 @@ def _canvas():
 @pytest.mark.parametrize("protocol", ["frame", "source"])
 def test_leak_evaluator_splits_each_sources_map_and_keeps_the_set_metrics(protocol):
     args, objects = _canvas()
-    leak = LeakEvaluator(objects, threshold="fixed:0.5", protocol=protocol)
+    names = [f"c{i}" for i in range(8)]
+    leak = LeakEvaluator(objects, names, threshold="fixed:0.5", protocol=protocol)
     plain = MultiSourceEvaluator(threshold="fixed:0.5", protocol=protocol)
     leak.update(**args)
     plain.update(**args)
@@ -68,10 +70,15 @@ def test_leak_evaluator_splits_each_sources_map_and_keeps_the_set_metrics(protoc
         expect = dict(own=8 / 10, other=0.0, silent=2 / 10, background=0.0, outside=0.0,
                       spread=(6 / 4 + 4 / 4) / 2)
     assert {k: out[k] for k in expect} == pytest.approx(expect)
+    ap = [r["ap"] for r in plain.rows()]
+    assert (out["ambiguous"], out["CAP ambiguous"], out["CAP clear"]) == (0.5, ap[0], ap[1])
     blind = LeakEvaluator(None, threshold="fixed:0.5", protocol=protocol)  # objects unknown
     blind.update(**args)
     out = blind.compute()
     assert np.isnan(out["silent"]) and out["background"] == pytest.approx(expect["silent"])
+    assert np.isnan(out["ambiguous"]) and np.isnan(out["CAP clear"])
+    with pytest.raises(ValueError, match="class_names"):
+        LeakEvaluator(objects)
 
 
 def test_tools_leak_on_a_trained_checkpoint_matches_test_py(tmp_path, script):
@@ -83,7 +90,8 @@ def test_tools_leak_on_a_trained_checkpoint_matches_test_py(tmp_path, script):
                                   str(tmp_path / "eval"), "eval.threshold=fixed:0.5",
                                   "eval.test_sets=[synthetic:test_pairs,synthetic:test_duet]"])
     out = tmp_path / "leak"
-    results = main(["--runs", str(tmp_path / "runs"), "--out", str(out)])
+    results = main(["--runs", str(tmp_path / "runs"), "--out", str(out),
+                    "--sets", "synthetic:test_pairs", "synthetic:test_duet"])
     (got,) = results["tiny"]
     assert set(got) == {"synthetic:test_pairs frame", "synthetic:test_pairs per_frame",
                         "synthetic:test_duet frame"}  # a duet has one frame: one protocol
@@ -93,8 +101,10 @@ def test_tools_leak_on_a_trained_checkpoint_matches_test_py(tmp_path, script):
         assert got[key]["CIoU@0.3"] == ref[entry]["CIoU@0.3"]
         shares = sum(got[key][k] for k in ("own", "other", "silent", "background"))
         assert shares == pytest.approx(1.0)
+        assert 0 <= got[key]["ambiguous"] <= 1
     assert got["synthetic:test_pairs per_frame"]["outside"] == 0.0
     assert got["synthetic:test_pairs frame"]["silent"] > 0  # the synthetic frames' distractors
+    assert got["synthetic:test_duet frame"]["ambiguous"] == 0  # its distractors: other classes
     saved = json.load(open(str(out) + ".json"))
     assert saved["results"]["tiny"][0]["synthetic:test_duet frame"]["CAP"] == ref[
         "synthetic:test_duet"]["CAP"]

@@ -16,11 +16,16 @@ of B_n are split into
     background the rest
 summed over the set (shares of all on-pixels); `outside` is the share of on-pixels outside the
 source's own frame of a canvas (protocol frame; 0 when scored per frame), and `spread` the mean
-over sources of |B_n| / |G_n|. A set of one-frame items (a duet) is scored under the first
-protocol only: every protocol is the same there. Defaults: the synthetic pairs and duet,
-protocols frame and per_frame, threshold fixed:0.5 (half of each map's range). --runs DIR reads
-every DIR/<variant>_s<seed>/checkpoint.pth and writes <out>.json and <out>.md with mean ± sample
-std over seeds per variant.
+over sources of |B_n| / |G_n|. With the objects known, a source is `ambiguous` when a silent
+object of its class stands on the same canvas (on the synthetic pairs: in the other frame, for
+28 % of the sources; the audio, which says only which classes sound, cannot tell the two apart),
+and CAP and CIoU@0.3 are also given for the ambiguous and the other ("clear") sources.
+
+A set of one-frame items (a duet) is scored under the first protocol only: every protocol is the
+same there. Defaults: the synthetic pairs, trios and duet, protocols frame and per_frame,
+threshold fixed:0.5 (half of each map's range). --runs DIR reads every
+DIR/<variant>_s<seed>/checkpoint.pth and writes <out>.json and <out>.md with mean ± sample std
+over seeds per variant.
 """
 import argparse
 import json
@@ -40,6 +45,7 @@ from tools.report import fmt_stat, markdown_table, mean_std
 from utils.logger import logger, setup_logging
 
 PARTS = ("own", "other", "silent", "background")
+AMBIGUITY = ("ambiguous", "CAP clear", "CIoU@0.3 clear", "CAP ambiguous", "CIoU@0.3 ambiguous")
 
 
 def split_on_pixels(on, own, other, silent, own_frame):
@@ -77,13 +83,23 @@ def silent_objects(ids, objects, frames, height, width):
     return out
 
 
+def ambiguous(sample_id, cls, objects):
+    """Does a silent object of class `cls` (a name) stand in any frame of sample `sample_id`
+    ('+' between the frames' ids)? `objects` as in `silent_objects`."""
+    return any(o["class"] == cls and not o["sounding"]
+               for id_ in sample_id.split("+") for o in objects.get(id_, ()))
+
+
 class LeakEvaluator(MultiSourceEvaluator):
     """MultiSourceEvaluator that also splits each source's binarized map by where it falls
-    (`split_on_pixels`); `objects` as in `silent_objects`."""
+    (`split_on_pixels`) and, with `objects` (as in `silent_objects`) and the model's
+    `class_names`, scores the ambiguous sources apart (`ambiguous`)."""
 
-    def __init__(self, objects=None, **kwargs):
+    def __init__(self, objects=None, class_names=None, **kwargs):
         super().__init__(**kwargs)
-        self.objects = objects
+        if objects is not None and class_names is None:
+            raise ValueError("objects need the class_names their classes are named by")
+        self.objects, self.class_names = objects, class_names
         self.parts = []
 
     def reset(self):
@@ -121,8 +137,20 @@ class LeakEvaluator(MultiSourceEvaluator):
         total = max(int(parts["on"].sum()), 1)
         out.update({k: float(parts[k].sum() / total) for k in PARTS + ("outside",)})
         out["spread"] = float(np.mean(parts["on"] / parts["mask"]))
+        out.update({k: float("nan") for k in AMBIGUITY})
         if self.objects is None:
             out["silent"] = float("nan")  # not known: counted as background
+            return out
+        rows = [r for r in self.rows() if not np.isnan(r["ap"])]  # the scored sources
+        flag = np.array([ambiguous(r["id"], self.class_names[r["class"]], self.objects)
+                         for r in rows], dtype=bool)
+        ap, hit = (np.array([r[k] for r in rows], dtype=np.float64) for k in ("ap", "ciou"))
+        t = self.ciou_thresholds[0]
+        out["ambiguous"] = float(flag.mean())
+        for name, keep in (("ambiguous", flag), ("clear", ~flag)):
+            if keep.any():
+                out[f"CAP {name}"] = float(ap[keep].mean())
+                out[f"CIoU@{t:g} {name}"] = float((hit[keep] >= t).mean())
         return out
 
 
@@ -139,7 +167,7 @@ def leak(ckpt_path, sets, protocols, threshold, compete_tau=0.0, overrides=(), d
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         image = dataset[0]["image"]
         for protocol in protocols if image.shape[-1] > image.shape[-2] else protocols[:1]:
-            evaluator = LeakEvaluator(objects, ciou_thresholds=tuple(cfg.eval.ciou_thresholds),
+            evaluator = LeakEvaluator(objects, ckpt["class_names"], ciou_thresholds=(0.3,),
                                       threshold=threshold, protocol=protocol)
             out[f"{entry} {protocol}"] = evaluate(model, loader, evaluator, device,
                                                   desc=f"{entry} {protocol}",
@@ -147,7 +175,7 @@ def leak(ckpt_path, sets, protocols, threshold, compete_tau=0.0, overrides=(), d
     return out
 
 
-COLUMNS = ("CAP", "CIoU@0.3") + PARTS + ("outside", "spread")
+COLUMNS = ("CAP", "CIoU@0.3") + PARTS + ("outside", "spread") + AMBIGUITY
 
 
 def table(results):
@@ -167,11 +195,14 @@ def parse_args(argv=None):
     which.add_argument("--ckpt", help="one checkpoint written by train.py")
     which.add_argument("--runs", help="folder of run folders <variant>_s<seed>/checkpoint.pth")
     p.add_argument("--out", default="", help="with --runs: write <out>.json and <out>.md")
-    p.add_argument("--sets", nargs="+", default=["synthetic:test_pairs", "synthetic:test_duet"])
+    p.add_argument("--sets", nargs="+",
+                   default=["synthetic:test_pairs", "synthetic:test_trios", "synthetic:test_duet"])
     p.add_argument("--protocols", nargs="+", default=["frame", "per_frame"],
                    choices=["frame", "source", "per_frame"])
     p.add_argument("--threshold", default="fixed:0.5", help="as eval.threshold")
     p.add_argument("--compete-tau", type=float, default=0.0, help="as eval.compete_tau")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                   help="default: cuda when available")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     args = p.parse_intermixed_args(argv)
     if args.out and not args.runs:
@@ -182,8 +213,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = lambda path: leak(path, args.sets, args.protocols, args.threshold,  # noqa: E731
-                            args.compete_tau, args.overrides)
+                            args.compete_tau, args.overrides, device)
     if args.ckpt:
         results = {os.path.basename(os.path.dirname(os.path.abspath(args.ckpt))): [run(args.ckpt)]}
     else:
