@@ -109,3 +109,19 @@ def test_tools_leak_on_a_trained_checkpoint_matches_test_py(tmp_path, script):
     assert saved["results"]["tiny"][0]["synthetic:test_duet frame"]["CAP"] == ref[
         "synthetic:test_duet"]["CAP"]
     assert "| tiny | synthetic:test_pairs per_frame | 1 |" in open(str(out) + ".md").read()
+    with pytest.raises(SystemExit, match="'synthetic:test' has one source per item"):
+        main(["--ckpt", str(run / "checkpoint.pth"), "--sets", "synthetic:test"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs", "x", "--threshold", "half"], "--threshold"),
+    (["--runs", "x", "--compete-tau", "-1"], "--compete-tau must be >= 0"),
+    (["--runs", "no/such/folder"], "--runs: no folder no/such/folder"),
+    (["--ckpt", "c.pth", "--out", "o"], "--out goes with --runs")])
+def test_bad_arguments_are_named_before_any_model_is_loaded(argv, message, tmp_path,
+                                                            capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x").mkdir()
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err

@@ -39,10 +39,11 @@ import torch
 from datasets import build_loader
 from datasets.image import boxes_to_mask
 from datasets.synthetic import load_all_objects
-from engine import build_test_sets, evaluate, load_trained
+from engine import build_test_sets, evaluate, load_trained, max_sources
 from metrics import MultiSourceEvaluator, binarize, frame_count, take_sources
 from tools.report import fmt_stat, markdown_table, mean_std
 from utils.logger import logger, setup_logging
+from utils.thresholds import parse_threshold
 
 PARTS = ("own", "other", "silent", "background")
 AMBIGUITY = ("ambiguous", "CAP clear", "CIoU@0.3 clear", "CAP ambiguous", "CIoU@0.3 ambiguous")
@@ -164,6 +165,9 @@ def leak(ckpt_path, sets, protocols, threshold, compete_tau=0.0, overrides=(), d
                else None)
     out = {}
     for entry, dataset in build_test_sets(cfg, ckpt["class_names"]):
+        if max_sources(dataset) < 2:
+            raise SystemExit(f"tools.leak scores mixtures; test set '{entry}' has one source "
+                             "per item")
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         image = dataset[0]["image"]
         for protocol in protocols if image.shape[-1] > image.shape[-2] else protocols[:1]:
@@ -207,6 +211,14 @@ def parse_args(argv=None):
     args = p.parse_intermixed_args(argv)
     if args.out and not args.runs:
         p.error("--out goes with --runs")
+    try:
+        parse_threshold(args.threshold)
+    except ValueError as e:
+        p.error(f"--threshold: {e}")
+    if not 0 <= args.compete_tau < float("inf"):
+        p.error(f"--compete-tau must be >= 0 and finite, got {args.compete_tau}")
+    if args.runs and not os.path.isdir(args.runs):
+        p.error(f"--runs: no folder {args.runs}")
     return args
 
 
