@@ -1,8 +1,8 @@
 """Sound-localization metrics of the AVGN paper (single-source Table 1, multi-source Table 2).
 
-Pure functions on numpy arrays or torch tensors, batched over leading dimensions, plus two
-accumulators that collect per-sample results and reduce them (across processes when
-torch.distributed is initialized). Definitions (maps are scored at the gt resolution):
+First the paper's definitions, as plain numpy functions on one map or a batch of maps
+[..., H, W] (numpy arrays or torch tensors; the result in the input's library); maps are scored
+at the gt resolution:
 
 - ``normalize(S) = (S - min S) / (max S - min S)`` per map; a constant map gives all zeros.
 - ``binarize(S, threshold)``: ``B = norm(S) >= thr`` with ``thr`` = the median of norm(S)
@@ -13,166 +13,132 @@ torch.distributed is initialized). Definitions (maps are scored at the gt resolu
   ``sklearn.metrics.average_precision_score(G.ravel(), S.ravel())``; NaN when ``sum(G) = 0``.
 - ``auc(cious)``: trapezoidal area under ``y(t)`` = fraction of items with ciou >= t,
   ``t = 0, 0.05, ..., 1`` (computed as k / 20).
+- ``score_map(S, G, threshold)``: the per-map scores of the evaluators, pixel_ap and
+  ciou(binarize(S), G).
 
+Then ``score_maps``, the same per-map scores for a whole batch from the fast kernel in
+metrics_fast.py (tests/test_metrics.py holds the two equal), and two evaluators that collect
+per-sample records and reduce them (across processes when torch.distributed is initialized).
 Items whose gt mask is empty are excluded from every mean and reported as ``num_excluded``.
-Speed: each map is sorted once and the AP, the median and the binarized area are all read off that
-order. For float32 maps the gt bit rides in the (always zero) lowest bit of the float64 copy, so a
-SIMD value sort replaces an argsort; other scores use a stable argsort. Scores [..., 1, H, W]
-against masks [..., K, H, W] (K <= 8) sort each map once for all K masks. Chunks of maps run on
-torch.get_num_threads() threads (numpy releases the GIL).
 """
 import csv
 import itertools
-import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import torch
 
+import metrics_fast
 from utils import dist as dist_utils
 from utils.thresholds import parse_threshold
 
 AUC_THRESHOLDS = np.arange(21) / 20.0  # t = 0, 0.05, ..., 1
-_CHUNK_ELEMENTS = 1 << 18  # pixels per worker task (whole maps): keys stay in cache
 
 
-# ----------------------------------------------------------------------------- conversions
-def _to_numpy(x):
-    """numpy view/copy of a torch tensor (any device; bf16 -> float32) or array-like."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return x.cpu().numpy()
-    return np.asarray(x)
-
-
-def _like(out, ref):
-    """Return `out` (numpy) as a torch tensor when `ref` is a tensor, else unchanged."""
-    if isinstance(ref, torch.Tensor):
-        return torch.from_numpy(np.ascontiguousarray(out))
-    return out
-
-
-def _as_float(s):
-    """Scores as float32 when every value is exactly a float32 (fast exact sort keys), else float64
-    (with -0.0 turned into +0.0 so that it ties with 0.0, as in sklearn)."""
-    if s.dtype == np.float32:
-        return s
-    if s.dtype in (np.float16, np.int8, np.uint8, np.int16, np.uint16, np.bool_):
-        return s.astype(np.float32)
-    s = s.astype(np.float64, copy=False)
-    s32 = s.astype(np.float32)
-    return s32 if np.array_equal(s32, s) else s + 0.0
-
-
-def _as_mask(gt):
-    """Binary mask: foreground where gt > 0.5."""
-    gt = np.asarray(gt)
-    return gt if gt.dtype == np.bool_ else gt > 0.5
-
-
-# ----------------------------------------------------------------------------- public functions
-def _norm_values(v, lo, hi):
-    """(v - lo) / (hi - lo) in float64, 0 where hi == lo; lo, hi broadcast against v."""
-    v, lo, hi = (np.asarray(a, dtype=np.float64) for a in (v, lo, hi))
-    d = hi - lo
-    return np.where(d > 0, (v - lo) / np.where(d > 0, d, 1.0), 0.0)
-
-
+# ----------------------------------------------------------------------------- definitions
 def normalize(S):
     """Per-map min-max normalization.
 
     Args:
-        S: [..., H, W] scores (numpy or torch).
+        S: [..., H, W] scores.
     Returns:
-        [..., H, W] float64 in [0, 1]; a constant map gives all zeros. Same library as the input.
+        [..., H, W] float64 in [0, 1]; a constant map gives all zeros.
     """
     s = _to_numpy(S).astype(np.float64)
-    lo = s.min(axis=(-2, -1), keepdims=True)
+    lo = s.min(axis=(-2, -1), keepdims=True)  # [..., 1, 1]
     hi = s.max(axis=(-2, -1), keepdims=True)
-    return _like(_norm_values(s, lo, hi), S)
+    with np.errstate(invalid="ignore"):  # 0 / 0 on a constant map, replaced by 0
+        norm = (s - lo) / (hi - lo)
+    return _like(np.where(hi > lo, norm, 0.0), S)
 
 
-def _threshold_value(sorted_norm_at, num_pixels, threshold):
-    """Binarization threshold per map from its normalized values in ascending order.
+def threshold_value(norm, threshold="median"):
+    """Binarization threshold of each normalized map.
 
     Args:
-        sorted_norm_at: callable, positions [M] (one per map) -> the normalized values [M] found
-            at those positions of each map's ascending order.
-        num_pixels: pixels per map P.
-        threshold: 'median' | 'fixed:v' | 'max_ratio:r'.
+        norm: [..., H, W] normalized maps (numpy).
+        threshold: 'median' (the median of norm), 'fixed:v' (v) or 'max_ratio:r' (r * max norm).
     Returns:
-        [M] float64 thresholds (the median as numpy computes it: mean of the two middle values).
+        [..., 1, 1] float64.
     """
     mode, value = parse_threshold(threshold)
     if mode == "median":
-        hi = sorted_norm_at(num_pixels // 2)
-        if num_pixels % 2:
-            return hi
-        return (sorted_norm_at(num_pixels // 2 - 1) + hi) / 2.0
+        return np.median(norm, axis=(-2, -1), keepdims=True)
     if mode == "fixed":
-        return np.full_like(sorted_norm_at(0), value)
-    return value * sorted_norm_at(num_pixels - 1)  # max_ratio
+        return np.full(norm.shape[:-2] + (1, 1), value)
+    return value * norm.max(axis=(-2, -1), keepdims=True)  # max_ratio
 
 
-def binarize(scores, threshold="median"):
+def binarize(S, threshold="median"):
     """B = norm(S) >= thr per map.
 
     Args:
-        scores: [..., H, W] (numpy or torch).
-        threshold: 'median' (thr = median of norm(S); a constant map has norm 0 everywhere, so
-            thr = 0 and B is all ones), 'fixed:v' (thr = v) or 'max_ratio:r'
-            (thr = r * max norm(S)).
+        S: [..., H, W] scores.
+        threshold: 'median' | 'fixed:v' | 'max_ratio:r' (threshold_value). A constant map has
+            norm 0 everywhere, so 'median' and 'max_ratio:r' switch it all on.
     Returns:
-        [..., H, W] bool, same library as the input.
+        [..., H, W] bool.
     """
-    norm = _to_numpy(normalize(_to_numpy(scores)))
-    flat = norm.reshape(-1, norm.shape[-2] * norm.shape[-1])  # [M, P]
-    srt = np.sort(flat, axis=1)
-    rows = np.arange(flat.shape[0])
-    thr = _threshold_value(lambda i: srt[rows, i], flat.shape[1], threshold)
-    return _like((flat >= thr[:, None]).reshape(norm.shape), scores)
+    norm = _to_numpy(normalize(_to_numpy(S)))
+    return _like(norm >= threshold_value(norm, threshold), S)
 
 
-def _ciou_from_counts(inter, gt_area, pred_area):
-    """sum(B*G) / (sum(G) + sum(B*(1-G))) from the three sums; NaN where sum(G) = 0."""
-    inter, gt_area, pred_area = (np.asarray(a, dtype=np.float64)
-                                 for a in (inter, gt_area, pred_area))
-    denom = gt_area + pred_area - inter
-    return np.where(gt_area > 0, inter / np.where(denom > 0, denom, 1.0), np.nan)
-
-
-def ciou(pred, gt):
+def ciou(B, G):
     """Consensus IoU of binary maps.
 
     Args:
-        pred: [..., H, W] binary prediction B.
-        gt: [..., H, W] mask G (foreground where > 0.5).
+        B: [..., H, W] binary prediction.
+        G: [..., H, W] mask (foreground where > 0.5); leading dimensions broadcast.
     Returns:
         [...] float64 sum(B*G) / (sum(G) + sum(B*(1-G))); NaN where G is empty.
     """
-    b = _to_numpy(pred).astype(bool)
-    g = _as_mask(_to_numpy(gt))
+    b, g = _to_numpy(B).astype(bool), _as_mask(_to_numpy(G))
     inter = (b & g).sum(axis=(-2, -1))
-    return _like(_ciou_from_counts(inter, g.sum(axis=(-2, -1)), b.sum(axis=(-2, -1))), pred)
+    area = g.sum(axis=(-2, -1))
+    outside = (b & ~g).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore"):  # 0 / 0 where G and B are empty, replaced by NaN
+        return _like(np.where(area > 0, inter / (area + outside), np.nan), B)
 
 
-def pixel_ap(scores, gt):
-    """Pixel average precision of continuous scores against a binary mask.
+def average_precision(s, g):
+    """Pixel AP of one map: sum_k (R_k - R_{k-1}) P_k over the distinct scores s_k.
 
-    sum_k (R_k - R_{k-1}) P_k over the distinct score values (tied pixels form one threshold),
-    equal to sklearn.metrics.average_precision_score(gt.ravel(), scores.ravel()).
+    A score group holding m positives raises the recall by m / npos, so the sum is the mean, over
+    the positive pixels, of the precision TP(>= s) / N(>= s) at the pixel's own score s (tied
+    pixels share one threshold). Summed from the lowest score up.
 
     Args:
-        scores: [..., H, W] finite scores S.
-        gt: [..., H, W] mask G (foreground where > 0.5); leading dimensions broadcast.
+        s: [P] finite float64 scores; g: [P] bool mask.
+    Returns:
+        float; NaN when g is empty.
+    """
+    npos = int(g.sum())
+    if npos == 0:
+        return float("nan")
+    ranked = np.sort(s)  # [P] every score, ascending
+    hits = np.sort(s[g])  # [npos] the positives' scores, ascending
+    at_least = s.size - np.searchsorted(ranked, hits, side="left")  # N(>= s) at each positive
+    tp_at_least = npos - np.searchsorted(hits, hits, side="left")  # TP(>= s)
+    return float(np.sum(tp_at_least / at_least) / npos)
+
+
+def pixel_ap(S, G):
+    """Pixel average precision of continuous scores against a binary mask, map by map.
+
+    Equal to sklearn.metrics.average_precision_score(G.ravel(), S.ravel()) (average_precision).
+
+    Args:
+        S: [..., H, W] finite scores.
+        G: [..., H, W] mask (foreground where > 0.5); leading dimensions broadcast.
     Returns:
         [...] float64 AP (the broadcast leading shape); NaN where G is empty.
     """
-    ap, _ = score_maps(scores, gt, threshold=None)
-    return _like(ap, scores)
+    s, g = np.broadcast_arrays(_to_numpy(S).astype(np.float64), _as_mask(_to_numpy(G)))
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    P = s.shape[-2] * s.shape[-1]
+    ap = [average_precision(a, b) for a, b in zip(s.reshape(-1, P), g.reshape(-1, P))]  # [M]
+    return _like(np.array(ap, dtype=np.float64).reshape(s.shape[:-2]), S)
 
 
 def auc(cious):
@@ -191,149 +157,22 @@ def auc(cious):
     return float(np.sum((y[1:] + y[:-1]) / 2.0 * np.diff(AUC_THRESHOLDS)))
 
 
-# ----------------------------------------------------------------------------- fast core
-def _sort_maps(s, g):
-    """Sort each map once, keeping the bit of every pixel in each of K masks.
+def score_map(S, G, threshold="median"):
+    """What the evaluators score per map: pixel_ap(S, G) and ciou(binarize(S, threshold), G).
 
     Args:
-        s: [M, P] float32 or float64 scores.
-        g: [M, K, P] bool masks (K <= 8 for float32 scores).
+        S: [..., H, W] finite scores; G: [..., H, W] masks; leading dimensions broadcast.
+        threshold: 'median' | 'fixed:v' | 'max_ratio:r', or None to skip the ciou.
     Returns:
-        vals [M, P] float64 scores in ascending order, and K arrays pos [M, P] bool: the masks
-        in that order.
+        ap [...] and ciou [...] (None when threshold is None), float64 numpy.
     """
-    K = g.shape[1]
-    if s.dtype == np.float32:
-        # A float32 value in a float64 has 29 zero low bits: the lowest byte carries the mask bits
-        # without changing the order of distinct values, so a (SIMD) value sort replaces an argsort.
-        assert K <= 8, f"{K} masks per map do not fit in one byte"
-        key = _workspace(s.shape)
-        np.copyto(key, s)
-        low = key.view(np.uint8).reshape(s.shape + (8,))[..., _LOW_BYTE]  # [M, P] view
-        low |= g[:, 0]
-        for k in range(1, K):
-            low |= g[:, k].view(np.uint8) << k
-        key.sort(axis=1)
-        pos = [(low & 1).view(bool)] + [((low >> k) & 1).view(bool) for k in range(1, K)]
-        low[...] = 0
-        return key, pos
-    order = np.argsort(s, axis=1, kind="stable")
-    return (np.take_along_axis(s, order, axis=1),
-            [np.take_along_axis(g[:, k], order, axis=1) for k in range(K)])
+    S, G = _to_numpy(S), _to_numpy(G)
+    return pixel_ap(S, G), None if threshold is None else ciou(binarize(S, threshold), G)
 
 
-_ARANGE = np.arange(0, dtype=np.float64)
-
-
-def _arange(n):
-    """np.arange(n) as float64 from a cached, read-only array (saves filling fresh memory)."""
-    global _ARANGE
-    if _ARANGE.size < n:
-        grown = np.arange(max(n, 2 * _ARANGE.size), dtype=np.float64)
-        grown.flags.writeable = False
-        _ARANGE = grown
-    return _ARANGE[:n]
-
-
-def _ap_from_sorted(vals, pos, ties):
-    """AP per row from the sorted scores and the mask in that order (see _sort_maps).
-
-    AP = (1/npos) sum over positive pixels of TP(>= s) / N(>= s), where N(>= s) = P - (start of
-    the pixel's tie group) and TP(>= s) = npos - (positives before that start).
-
-    Args:
-        vals: [M, P] ascending scores; pos: [M, P] bool.
-        ties: flat indices in the [M, P - 1] layout of the pixels whose score equals the previous
-            one's (np.flatnonzero(vals[:, 1:] == vals[:, :-1])).
-    Returns:
-        ap [M] (NaN where no positive), npos [M], flat indices (ascending) of the positives in
-        the [M, P] layout, and the index in that list of each row's first positive [M].
-    """
-    M, P = vals.shape
-    flat = np.flatnonzero(pos)  # positives, row-major (ascending within a row)
-    npos = np.count_nonzero(pos, axis=1)  # [M]
-    row_end = np.cumsum(npos)
-    row_start = row_end - npos
-    # numerator TP(>= s) = npos - (positives before the group start): npos, npos - 1, ..., 1 in a
-    # row without ties; denominator N(>= s) = P - (group start): distance to the row's end
-    num = np.repeat(row_end, npos) - _arange(flat.size)
-    den = np.repeat(np.arange(1, M + 1) * P, npos) - flat
-    if ties.size:
-        e = ties + ties // (P - 1) + 1  # -> [M * P] layout
-        run_first = np.ones(e.size, dtype=bool)
-        run_first[1:] = e[1:] != e[:-1] + 1
-        group_start = (e[run_first] - 1)[np.cumsum(run_first) - 1]  # flat start of e's group
-        is_pos = pos.reshape(-1)[e]
-        st = group_start[is_pos]
-        tied = np.searchsorted(flat, e[is_pos])  # their places among the positives
-        rows = st // P
-        num[tied] = row_end[rows] - np.searchsorted(flat, st)
-        den[tied] = (rows + 1) * P - st
-    contrib = num / den
-    total = np.zeros(M)
-    has = npos > 0
-    if has.any():
-        total[has] = np.add.reduceat(contrib, row_start[has])
-    ap = np.where(has, total / np.maximum(npos, 1), np.nan)
-    return ap, npos, flat, row_start
-
-
-def _score_chunk(s, g, threshold):
-    """ap [M, K] and ciou [M, K] (None when threshold is None) of [M, P] scores s against each of
-    the K masks g [M, K, P]."""
-    vals, pos = _sort_maps(_as_float(s), g)
-    M, P = s.shape
-    r = np.arange(M)
-    lo, hi = vals[:, 0], vals[:, -1]
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise ValueError("scores must be finite")
-    ties = np.flatnonzero(vals[:, 1:] == vals[:, :-1])  # score equals the previous one's
-    per_mask = [_ap_from_sorted(vals, p, ties) for p in pos]  # K x (ap, npos, flat, row_start)
-    ap = np.stack([m[0] for m in per_mask], axis=1)  # [M, K]
-    if threshold is None:
-        return ap, None
-    thr = _threshold_value(lambda i: _norm_values(vals[r, i], lo, hi), P, threshold)
-
-    def on(i):  # [M] bool: is sorted position i (clipped to P - 1) binarized on?
-        return _norm_values(vals[r, np.minimum(i, P - 1)], lo, hi) >= thr
-
-    # norm is non-decreasing along the sorted order, so B is a suffix [a, P): binary search a.
-    # The median lies at P // 2, so a <= P // 2 and usually a = P // 2 (unless ties reach below).
-    b = np.full(M, P // 2 if parse_threshold(threshold)[0] == "median" else P, dtype=np.int64)
-    a = np.where((b > 0) & on(b - 1), 0, b)  # a lies in [a, b]
-    while np.any(a < b):
-        active = a < b
-        mid = (a + b) // 2
-        ok = on(mid)
-        b = np.where(active & ok, mid, b)
-        a = np.where(active & ~ok, mid + 1, a)
-    ci = [_ciou_from_counts(npos - (np.searchsorted(flat, r * P + a) - row_start),  # in [a, P)
-                            npos, P - a) for _, npos, flat, row_start in per_mask]
-    return ap, np.stack(ci, axis=1)
-
-
-_POOL = {}
-_LOCAL = threading.local()
-_LOW_BYTE = 0 if sys.byteorder == "little" else 7  # byte of a float64 holding its lowest bits
-
-
-def _workspace(shape):
-    """Per-thread float64 buffer of `shape`, reused across calls (first touches of fresh memory
-    cost as much as the sort itself)."""
-    buf = getattr(_LOCAL, "buf", None)
-    if buf is None or buf.size < int(np.prod(shape)):
-        buf = _LOCAL.buf = np.empty(int(np.prod(shape)), dtype=np.float64)
-    return buf[:int(np.prod(shape))].reshape(shape)
-
-
-def _pool(workers):
-    if workers not in _POOL:
-        _POOL[workers] = ThreadPoolExecutor(max_workers=workers)
-    return _POOL[workers]
-
-
+# ----------------------------------------------------------------------------- fast batch
 def score_maps(scores, gt, threshold="median"):
-    """pixel_ap and ciou(binarize(S), G) for a batch of maps with one sort per map.
+    """score_map for a batch of maps, from the fast kernel (metrics_fast: one sort per map).
 
     Args:
         scores: [..., H, W] finite scores S (numpy or torch).
@@ -345,34 +184,39 @@ def score_maps(scores, gt, threshold="median"):
         ap [...] and ciou [...] (None when threshold is None), float64 numpy; NaN where G is empty.
     """
     s, g = _to_numpy(scores), _to_numpy(gt)
-    assert s.ndim >= 2 and s.shape[-2:] == g.shape[-2:], \
-        f"scores {s.shape} and gt {g.shape} must share the map size [H, W]"
-    K = g.shape[-3] if s.ndim >= 3 and g.ndim >= 3 and s.shape[-3] == 1 else 1
-    if 1 < K <= 8:  # scores [..., 1, H, W] vs masks [..., K, H, W]: sort each map once for all K
-        lead = np.broadcast_shapes(s.shape[:-3], g.shape[:-3])
-        s = np.broadcast_to(s[..., 0, :, :], lead + s.shape[-2:])
-        g = np.broadcast_to(g, lead + g.shape[-3:])
-        out_shape = lead + (K,)
-    else:
-        s, g = np.broadcast_arrays(s, g)  # leading dimensions broadcast
-        K, out_shape = 1, s.shape[:-2]
-    P = s.shape[-2] * s.shape[-1]
-    s = s.reshape(-1, P)  # [M, P]
-    g = _as_mask(g.reshape(-1, K, P))  # [M, K, P]
-    M = s.shape[0]
-    step = max(1, _CHUNK_ELEMENTS // max(P, 1))
-    chunks = [(i, min(i + step, M)) for i in range(0, M, step)]
-    workers = min(len(chunks), max(1, torch.get_num_threads()))
-    run = (lambda c: _score_chunk(s[c[0]:c[1]], g[c[0]:c[1]], threshold))
-    results = list(_pool(workers).map(run, chunks)) if workers > 1 else [run(c) for c in chunks]
-    ap = np.concatenate([r[0] for r in results]) if results else np.zeros((0, K))
-    if threshold is None:
-        return ap.reshape(out_shape), None
-    ci = np.concatenate([r[1] for r in results]) if results else np.zeros((0, K))
-    return ap.reshape(out_shape), ci.reshape(out_shape)
+    if not (s.ndim >= 2 and s.shape[-2:] == g.shape[-2:]):
+        raise ValueError(f"scores {s.shape} and gt {g.shape} must share the map size [H, W]")
+    return metrics_fast.score_maps(s, _as_mask(g), threshold)
 
 
-# ----------------------------------------------------------------------------- accumulators
+# ----------------------------------------------------------------------------- records
+class SingleRecord(NamedTuple):
+    """One sample scored by SingleSourceEvaluator."""
+    index: int  # dataset index
+    id: Optional[str]
+    ap: float  # pixel_ap (NaN: empty mask)
+    ciou: float
+    hit: Optional[bool]  # top-1 class == labeled class (None: no scores or no label)
+
+
+class SourceRecord(NamedTuple):
+    """One source of a mixture scored by MultiSourceEvaluator."""
+    label: int  # class c_n
+    frame: int  # frame slot of the canvas
+    ap: float  # pixel_ap(S_n, G_n) (NaN: empty mask)
+    ciou: float
+
+
+class MultiRecord(NamedTuple):
+    """One mixture scored by MultiSourceEvaluator."""
+    index: int  # dataset index
+    id: Optional[str]
+    sources: List[SourceRecord]
+    piap: float  # NaN when no source is scored
+    hits: int  # labeled classes among the top-N presence scores
+    labels: int  # N, the labeled sources
+
+
 def _gather_unique(records):
     """Records of every process (all_gather_object when distributed), one per sample index.
 
@@ -380,14 +224,14 @@ def _gather_unique(records):
     kept, so every item counts exactly once. Collective: all processes must call it.
 
     Args:
-        records: list of tuples whose first entry is the int sample index.
+        records: list of records with an int `index`.
     Returns:
         list of records sorted by index.
     """
     unique = {}
     for part in dist_utils.all_gather_object(records):
         for rec in part:
-            unique.setdefault(rec[0], rec)
+            unique.setdefault(rec.index, rec)
     return [unique[k] for k in sorted(unique)]
 
 
@@ -398,10 +242,13 @@ def _mean(x):
 
 
 def _indices_ids(indices, ids, batch):
+    """indices [batch] -> list of int; ids -> list of `batch` ids (None when not given)."""
     idx = _to_numpy(indices).astype(np.int64).reshape(-1)
-    assert idx.shape == (batch,), f"indices {idx.shape} must have one entry per sample ({batch})"
+    if idx.shape != (batch,):
+        raise ValueError(f"indices {idx.shape} must have one entry per sample ({batch})")
     ids = [None] * batch if ids is None else list(ids)
-    assert len(ids) == batch, f"{len(ids)} ids for {batch} samples"
+    if len(ids) != batch:
+        raise ValueError(f"{len(ids)} ids for {batch} samples")
     return idx.tolist(), ids
 
 
@@ -419,6 +266,7 @@ def _threshold_key(prefix, t):
     return f"{prefix}@{t:g}"  # IoU@0.5, CIoU@0.3
 
 
+# ----------------------------------------------------------------------------- evaluators
 class SingleSourceEvaluator:
     """Table 1 metrics: AP (mean pixel_ap), IoU@t (fraction of samples with ciou >= t) and AUC;
     with presence scores, recall@N (N = 1: the labeled class has the highest score).
@@ -436,7 +284,7 @@ class SingleSourceEvaluator:
         parse_threshold(threshold)
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.threshold = threshold
-        self.records = []  # (index, id, ap, ciou, top-1 hit or None)
+        self.records = []  # SingleRecord per sample
 
     def reset(self):
         self.records = []
@@ -451,25 +299,28 @@ class SingleSourceEvaluator:
             ids: optional list of B str sample ids (for the CSV).
             classes, scores: optional [B] labeled class and [B, C] audio presence scores.
         """
-        assert maps.ndim == 3 and tuple(maps.shape) == tuple(gts.shape), \
-            f"maps {tuple(maps.shape)} and gts {tuple(gts.shape)} must both be [B, H, W]"
+        if not (maps.ndim == 3 and tuple(maps.shape) == tuple(gts.shape)):
+            raise ValueError(f"maps {tuple(maps.shape)} and gts {tuple(gts.shape)} must both be "
+                             "[B, H, W]")
         idx, ids = _indices_ids(indices, ids, maps.shape[0])
         ap, ci = score_maps(maps, gts, self.threshold)  # [B], [B]
         hits = [None] * len(idx)
         if scores is not None:
-            assert classes is not None, "scores need the labeled classes"
+            if classes is None:
+                raise ValueError("scores need the labeled classes")
             cls = _to_numpy(classes).astype(np.int64)
             top = np.argmax(_to_numpy(scores), axis=1)  # first of ties, as the stable sort
             hits = [None if c < 0 else bool(t == c) for t, c in zip(top.tolist(), cls.tolist())]
-        self.records.extend(zip(idx, ids, ap.tolist(), ci.tolist(), hits))
+        self.records.extend(map(SingleRecord._make, zip(idx, ids, ap.tolist(), ci.tolist(), hits)))
 
     def rows(self):
         """Per-sample dicts (index, id, ap, ciou[, recall]), de-duplicated and sorted by index."""
         recs = _gather_unique(self.records)
-        scored = any(r[4] is not None for r in recs)  # every row gets the column, or none
-        return [dict(index=i, id=s, ap=a, ciou=c,
-                     **({"recall": float("nan") if h is None else float(h)} if scored else {}))
-                for i, s, a, c, h in recs]
+        scored = any(r.hit is not None for r in recs)  # every row gets the column, or none
+        return [dict(index=r.index, id=r.id, ap=r.ap, ciou=r.ciou,
+                     **({"recall": float("nan") if r.hit is None else float(r.hit)} if scored
+                        else {}))
+                for r in recs]
 
     def write_csv(self, path):
         _write_rows(path, self.rows())
@@ -478,15 +329,15 @@ class SingleSourceEvaluator:
         """Returns dict: AP, IoU@t per threshold, AUC, recall@N (when scores were given; over all
         samples), num_samples, num_excluded, threshold."""
         recs = _gather_unique(self.records)
-        ap = np.array([r[2] for r in recs], dtype=np.float64)
-        ci = np.array([r[3] for r in recs], dtype=np.float64)
+        ap = np.array([r.ap for r in recs], dtype=np.float64)
+        ci = np.array([r.ciou for r in recs], dtype=np.float64)
         keep = ~np.isnan(ap)
         ap, ci = ap[keep], ci[keep]
         out = {"AP": _mean(ap)}
         for t in self.iou_thresholds:
             out[_threshold_key("IoU", t)] = _mean(ci >= t)
         out["AUC"] = auc(ci)
-        hits = [r[4] for r in recs if r[4] is not None]
+        hits = [r.hit for r in recs if r.hit is not None]
         if hits:
             out["recall@N"] = float(np.mean(hits))
         out.update(num_samples=int(keep.sum()), num_excluded=int((~keep).sum()),
@@ -513,7 +364,8 @@ def _best_assignment(ap):
 def frame_count(height, width, num_frames=None):
     """Frames side by side on a canvas: num_frames, or width/height rounded (at least 1)."""
     frames = num_frames or max(1, int(round(width / height)))
-    assert width % frames == 0, f"canvas width {width} does not split into {frames} frames"
+    if width % frames:
+        raise ValueError(f"canvas width {width} does not split into {frames} frames")
     return frames
 
 
@@ -569,7 +421,7 @@ class MultiSourceEvaluator:
         self.threshold = threshold
         self.protocol = protocol
         self.num_frames = num_frames
-        self.records = []  # (index, id, sources [(class, frame, ap, ciou)], piap, hits, labels)
+        self.records = []  # MultiRecord per sample
 
     def reset(self):
         self.records = []
@@ -590,20 +442,26 @@ class MultiSourceEvaluator:
         """
         maps, pred_maps, gts = _to_numpy(maps), _to_numpy(pred_maps), _to_numpy(gts)
         cls, scores = _to_numpy(classes).astype(np.int64), _to_numpy(scores)
+        if maps.ndim != 4:
+            raise ValueError(f"maps {maps.shape} must be [B, N, H, W]")
         B, N, H, W = maps.shape
-        assert pred_maps.shape == maps.shape == gts.shape, \
-            f"maps {maps.shape}, pred_maps {pred_maps.shape} and gts {gts.shape} must match"
-        assert cls.shape == (B, N), f"classes {cls.shape} must be [B, N] = {(B, N)}"
-        assert scores.ndim == 2 and scores.shape[0] == B, f"scores {scores.shape} must be [B, C]"
+        if not pred_maps.shape == maps.shape == gts.shape:
+            raise ValueError(f"maps {maps.shape}, pred_maps {pred_maps.shape} and gts {gts.shape} "
+                             "must match")
+        if cls.shape != (B, N):
+            raise ValueError(f"classes {cls.shape} must be [B, N] = {(B, N)}")
+        if not (scores.ndim == 2 and scores.shape[0] == B):
+            raise ValueError(f"scores {scores.shape} must be [B, C]")
         slot = (np.zeros((B, N), np.int64) if frame_slot is None
                 else _to_numpy(frame_slot).astype(np.int64))
-        assert slot.shape == (B, N), f"frame_slot {slot.shape} must be [B, N]"
+        if slot.shape != (B, N):
+            raise ValueError(f"frame_slot {slot.shape} must be [B, N]")
         idx, ids = _indices_ids(indices, ids, B)
         frames = None
         if self.protocol in ("source", "per_frame"):
             frames = frame_count(H, W, self.num_frames)
-            assert ((slot >= 0) & (slot < frames))[cls >= 0].all(), \
-                f"frame_slot outside [0, {frames})"
+            if not ((slot >= 0) & (slot < frames))[cls >= 0].all():
+                raise ValueError(f"frame_slot outside [0, {frames})")
 
         valid = cls >= 0  # [B, N]
         count = valid.sum(1)  # [B] sources per sample
@@ -631,21 +489,21 @@ class MultiSourceEvaluator:
             if k == 0:
                 continue
             labels = cls[i][valid[i]]
-            sources = [(int(c), int(f), float(a), float(u)) for c, f, a, u in
+            sources = [SourceRecord(int(c), int(f), float(a), float(u)) for c, f, a, u in
                        zip(labels, slot[i][valid[i]], ap[s0:s0 + k], ci[s0:s0 + k])]
             scored = ~np.isnan(ap[s0:s0 + k])
             piap = (_best_assignment(mats[i][:, scored]) / scored.sum() if scored.any()
                     else float("nan"))
             hits = len(set(labels.tolist()) & set(order[i, :k].tolist()))
-            self.records.append((idx[i], ids[i], sources, piap, hits, k))
+            self.records.append(MultiRecord(idx[i], ids[i], sources, piap, hits, k))
 
     def rows(self):
         """Per-source dicts (index, id, source, class, frame, ap, ciou, piap, recall), sorted by
         sample index; piap and recall (hits / labels) are the sample's."""
-        return [dict(index=i, id=s, source=j, **{"class": c}, frame=f, ap=a, ciou=u, piap=p,
-                     recall=h / k)
-                for i, s, srcs, p, h, k in _gather_unique(self.records)
-                for j, (c, f, a, u) in enumerate(srcs)]
+        return [dict(index=r.index, id=r.id, source=j, **{"class": s.label}, frame=s.frame,
+                     ap=s.ap, ciou=s.ciou, piap=r.piap, recall=r.hits / r.labels)
+                for r in _gather_unique(self.records)
+                for j, s in enumerate(r.sources)]
 
     def write_csv(self, path):
         _write_rows(path, self.rows())
@@ -655,19 +513,43 @@ class MultiSourceEvaluator:
         with a scored source), num_sources (scored sources), num_excluded (sources with an empty
         mask), protocol, threshold."""
         recs = _gather_unique(self.records)
-        src = np.array([(a, u) for r in recs for _, _, a, u in r[2]], dtype=np.float64)
+        src = np.array([(s.ap, s.ciou) for r in recs for s in r.sources], dtype=np.float64)
         src = src.reshape(-1, 2)
         keep = ~np.isnan(src[:, 0])
         ap, ci = src[keep, 0], src[keep, 1]
-        piap = np.array([r[3] for r in recs], dtype=np.float64)
+        piap = np.array([r.piap for r in recs], dtype=np.float64)
         piap = piap[~np.isnan(piap)]
         out = {"CAP": _mean(ap), "PIAP": _mean(piap)}
         for t in self.ciou_thresholds:
             out[_threshold_key("CIoU", t)] = _mean(ci >= t)
-        labels = sum(r[5] for r in recs)
-        out.update(AUC=auc(ci), **{"recall@N": sum(r[4] for r in recs) / labels if labels
+        labels = sum(r.labels for r in recs)
+        out.update(AUC=auc(ci), **{"recall@N": sum(r.hits for r in recs) / labels if labels
                                    else float("nan")},
                    num_samples=int(piap.size), num_sources=int(keep.sum()),
                    num_excluded=int((~keep).sum()), protocol=self.protocol,
                    threshold=self.threshold)
         return out
+
+
+# ----------------------------------------------------------------------------- conversions
+def _to_numpy(x):
+    """numpy view/copy of a torch tensor (any device; bf16 -> float32) or array-like."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        return x.cpu().numpy()
+    return np.asarray(x)
+
+
+def _like(out, ref):
+    """Return `out` (numpy) as a torch tensor when `ref` is a tensor, else unchanged."""
+    if isinstance(ref, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(out))
+    return out
+
+
+def _as_mask(gt):
+    """Binary mask: foreground where gt > 0.5."""
+    gt = np.asarray(gt)
+    return gt if gt.dtype == np.bool_ else gt > 0.5

@@ -1,4 +1,5 @@
-"""metrics.py: exactness against sklearn, hand-computed answers, protocols and evaluators."""
+"""metrics.py: the fast kernel against the plain definitions, the definitions against sklearn and
+hand-computed answers, protocols and evaluators."""
 import csv
 import itertools
 
@@ -14,6 +15,71 @@ def _box(h, w, y0, y1, x0, x1):
     m = np.zeros((h, w), dtype=bool)
     m[y0:y1, x0:x1] = True
     return m
+
+
+# ------------------------------------------------------------------------- kernel == definitions
+def _oracle_maps(rng):
+    """(name, scores, masks) cases: random and quantized (ties) maps, all-equal maps, +-0.0,
+    non-float32 scores, and empty, full, one-pixel and random masks; odd and even pixel counts."""
+    cases = []
+    for h, w in [(1, 1), (1, 2), (3, 5), (7, 9), (8, 8), (16, 31)]:
+        g = rng.random((8, h, w)) < rng.random((8, 1, 1))
+        g[0], g[1] = False, True  # empty and full masks (full: ciou = |B| / P shows B's area)
+        g[2] = False
+        g[2, rng.integers(h), rng.integers(w)] = True  # one pixel
+        noise = rng.random((8, h, w)).astype(np.float32)
+        levels = np.round(noise * 3) / 3  # many ties
+        const = np.full((8, h, w), 2.5, np.float32)
+        signed = np.where(rng.random((8, h, w)) < 0.5, -0.0, 0.0).astype(np.float32)
+        signed[::2, 0, 0] = 1.0
+        cases += [("noise", noise, g), ("ties", levels.astype(np.float32), g),
+                  ("constant", const, g), ("signed zeros", signed, g),
+                  ("float64", levels + 1e-12 * rng.integers(0, 3, (8, h, w)), g),
+                  ("float64 exact", levels.astype(np.float32).astype(np.float64), g),
+                  ("uint8", (noise * 4).astype(np.uint8), g), ("float mask", noise, g * 0.9)]
+    return cases
+
+
+def _assert_same(fast, plain, case):
+    """ciou exactly equal; ap with the same NaNs and equal up to the grouping of its sum (the
+    kernel adds a map's terms with np.add.reduceat, the definition with np.sum: <= 2 ulp)."""
+    (ap_f, ci_f), (ap_p, ci_p) = fast, plain
+    assert np.array_equal(np.isnan(ap_f), np.isnan(ap_p)), case
+    assert np.nanmax(np.abs(ap_f - ap_p), initial=0.0) <= 1e-15, case
+    if ci_p is None:
+        assert ci_f is None, case
+    else:
+        assert ci_f.shape == ci_p.shape and np.array_equal(ci_f, ci_p, equal_nan=True), case
+
+
+@pytest.mark.parametrize("threshold", [None, "median", "fixed:0", "fixed:0.5", "fixed:1",
+                                       "max_ratio:0.5", "max_ratio:1"])
+def test_fast_kernel_equals_definitions(threshold):
+    """score_maps (metrics_fast) == score_map (the plain definitions), map by map and one map
+    against several masks."""
+    rng = np.random.default_rng(11)
+    for name, s, g in _oracle_maps(rng):
+        case = (name, s.shape, threshold)
+        _assert_same(metrics.score_maps(s, g, threshold), metrics.score_map(s, g, threshold), case)
+        # scores [2, 1, H, W] vs masks [2, 4, H, W]: one sort per map for the four masks
+        s1, g4 = s[:2, None], g[:8].reshape((2, 4) + g.shape[1:])
+        _assert_same(metrics.score_maps(s1, g4, threshold), metrics.score_map(s1, g4, threshold),
+                     case + ("K masks",))
+    full = np.ones((1, 4, 6), bool)  # full gt: ciou = |B| / P, the binarized area itself
+    ramp = np.arange(24, dtype=np.float32).reshape(1, 4, 6)
+    ap, ci = metrics.score_maps(ramp, full, threshold)
+    assert ap[0] == 1.0
+    if threshold is not None:
+        assert ci[0] == metrics.binarize(ramp, threshold).sum() / 24
+
+
+def test_fast_kernel_torch_inputs_and_float_masks_equal_numpy():
+    rng = np.random.default_rng(12)
+    s = np.round(rng.random((5, 6, 7)) * 4).astype(np.float32)
+    g = rng.random((5, 6, 7)) < 0.4
+    want = metrics.score_map(s, g, "median")
+    got = metrics.score_maps(torch.from_numpy(s), torch.from_numpy(g.astype(np.float32)), "median")
+    _assert_same(got, want, "torch")
 
 
 # ----------------------------------------------------------------------------- pixel_ap
@@ -162,9 +228,9 @@ def test_non_square_canvas_matches_sklearn_and_median():
     ap, ci = metrics.score_maps(s, g)
     b = metrics.binarize(s)
     assert (b.sum(axis=(1, 2)) == 16 * 32 // 2).all()
+    assert np.array_equal(ci, metrics.ciou(b, g))
     for k in range(3):
         assert abs(ap[k] - average_precision_score(g[k].ravel(), s[k].ravel())) < 1e-12
-        assert ci[k] == (b[k] & g[k]).sum() / (g[k].sum() + (b[k] & ~g[k]).sum())
 
 
 # ----------------------------------------------------------------------------- evaluators
@@ -329,3 +395,32 @@ def test_best_assignment_large_n_matches_brute_force():
     a = rng.random((6, 5))
     brute = max(a[list(p), range(5)].sum() for p in itertools.permutations(range(6), 5))
     assert metrics._best_assignment(a) == pytest.approx(brute)
+
+
+# ----------------------------------------------------------------------------- argument checks
+def test_bad_arguments_raise_value_error():
+    """Argument checks raise ValueError (an assert would vanish under python -O)."""
+    maps, gts = np.zeros((2, 4, 4), np.float32), np.zeros((2, 4, 4), bool)
+    with pytest.raises(ValueError, match="share the map size"):
+        metrics.score_maps(maps, gts[..., :3])
+    single = metrics.SingleSourceEvaluator()
+    with pytest.raises(ValueError, match="must both be"):
+        single.update(maps, gts[:1], [0, 1])
+    with pytest.raises(ValueError, match="one entry per sample"):
+        single.update(maps, gts, [0])
+    with pytest.raises(ValueError, match="ids for 2 samples"):
+        single.update(maps, gts, [0, 1], ids=["a"])
+    with pytest.raises(ValueError, match="labeled classes"):
+        single.update(maps, gts, [0, 1], scores=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="does not split"):
+        metrics.frame_count(4, 9, 2)
+    m, g = np.zeros((1, 2, 4, 8), np.float32), np.zeros((1, 2, 4, 8), bool)
+    cls, sc, slot = np.array([[0, 1]]), np.zeros((1, 3)), np.array([[0, 1]])
+    multi = metrics.MultiSourceEvaluator(protocol="source")
+    for args, message in [((m, m[:, :1], g, cls, sc, slot), "must match"),
+                          ((m, m, g, cls[:, :1], sc, slot), "classes"),
+                          ((m, m, g, cls, sc[0], slot), "scores"),
+                          ((m, m, g, cls, sc, slot[:, :1]), "frame_slot"),
+                          ((m, m, g, cls, sc, slot + 1), "outside")]:
+        with pytest.raises(ValueError, match=message):
+            multi.update(*args, [0])
