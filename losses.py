@@ -23,6 +23,8 @@ from models.avgn import localization_maps, modulated_cosine
 from utils.dist import all_gather_with_grad, get_rank
 
 
+# the forms of the image->audio term; the same as the schema's loss.symmetric (a test checks it),
+# written here for callers that do not go through the config
 SYMMETRIC = ("none", "own_class", "anchor_class")
 
 
@@ -111,23 +113,29 @@ def map_overlap(maps, classes, tau):
 
 
 class AVGNCriterion(nn.Module):
-    """Returns {loc, cls_token, cls_audio, cls_visual, total} (+ loc_agnostic when weighted).
+    """Returns {loc, cls_token, cls_audio, cls_visual, total} (+ loc_agnostic and separation, each
+    when weighted).
+
+    The defaults are the schema's (utils/config.py: LossConfig; a test checks that they agree);
+    `build_criterion` passes every argument.
 
     Args:
         tau, symmetric, gather_negatives: see `contrastive_localization`.
-        weights: dict of term weights (loc, cls_token, cls_audio, cls_visual, loc_agnostic).
+        weights: dict of term weights (loc, cls_token, cls_audio, cls_visual, loc_agnostic,
+            separation), each missing one at the schema's default (loss.w_<term>).
             `loc_agnostic` adds the class-agnostic EZ-VSL loss cos(f^a, f^v) (symmetric, as
             EZ-VSL) to a class-aware model (0 = the paper's objective).
         patch_grad: False stops the gradient of the class-aware L_loc at the patch features
             f^v of the cosine (it still trains the tokens, transformers, grouping and, through
             them, the encoders); the patches then learn only from `loc_agnostic`.
-        modulated: L_loc compares g^a with f^v * g^v (Eq. 10), else with f^v (the model's maps).
+        modulated: L_loc compares g^a with f^v * g^v (Eq. 10), else with f^v; the model's
+            `modulate`, so that L_loc trains the features its maps are drawn from.
         separation_tau: temperature of `map_overlap`, the [beyond the paper] term weighted by
             weights['separation'] (0: off), which pushes apart the maps of a mixture's sources.
     forward(out, classes [B, N] (-1 padding), labels [B, C] multi-hot).
     """
 
-    def __init__(self, tau=0.03, symmetric="anchor_class", gather_negatives=False, weights=None,
+    def __init__(self, tau=0.03, symmetric="none", gather_negatives=False, weights=None,
                  patch_grad=True, modulated=True, separation_tau=0.1):
         super().__init__()
         self.tau, self.symmetric, self.gather = tau, symmetric, gather_negatives
@@ -171,12 +179,14 @@ class AVGNCriterion(nn.Module):
         return losses
 
 
-def build_criterion(cfg):
+def build_criterion(cfg, model):
+    """cfg: the full Config (uses cfg.loss); model: the model being trained, before any DDP
+    wrapper (uses model.modulate: L_loc compares the features that its maps compare)."""
     lc = cfg.loss
     return AVGNCriterion(tau=lc.tau, symmetric=lc.symmetric, gather_negatives=lc.gather_negatives,
                          weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
                                       cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,
                                       loc_agnostic=lc.w_loc_agnostic, separation=lc.w_separation),
                          patch_grad=lc.patch_grad,
-                         modulated=cfg.model.loc_features == "modulated",
+                         modulated=model.modulate,
                          separation_tau=lc.separation_tau)

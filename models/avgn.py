@@ -10,6 +10,11 @@ import torch.nn.functional as F
 
 from .encoders import AudioEncoder, VisualEncoder
 
+# The allowed values of model.loc_features and model.assignment, for callers that do not go
+# through the config; the schema (utils/config.py) states them, and a test checks they agree.
+LOC_FEATURES = ("modulated", "raw")
+ASSIGNMENTS = ("soft", "hard")
+
 
 def modulated_cosine(a, f, g=None, pairwise=False, eps=1e-6):
     """cos(a, f_p ⊙ g) for every patch p (Eq. 10); with g=None plain cos(a, f_p) (Eq. 1).
@@ -107,8 +112,8 @@ class Grouping(nn.Module):
 
     def __init__(self, dim, assignment="soft", gumbel_tau=1.0, eps=1.0):
         super().__init__()
-        if assignment not in ("soft", "hard"):
-            raise ValueError(f"assignment must be soft or hard, got {assignment!r}")
+        if assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment must be {' or '.join(ASSIGNMENTS)}, got {assignment!r}")
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
@@ -143,6 +148,8 @@ class AVGN(nn.Module):
     Attributes: class_aware (False with both AVCT and AVG off), modulate (loc_features ==
     'modulated': the maps use f^v * g^v, Eq. 10).
     Maps: `localization_maps(out, classes [B, N], model.modulate)` -> [B, N, h, w].
+    Arguments: the keys of the schema's `model` section (utils/config.py), with its defaults (a
+    test checks that they agree); `models.build_model` passes every one.
     """
 
     def __init__(self, num_classes, dim=512, depth=3, heads=8, mlp_ratio=4.0, use_class_tokens=True,
@@ -151,8 +158,9 @@ class AVGN(nn.Module):
                  token_init_std=0.02, loc_features="modulated", width=64, visual_stride=32,
                  pretrained="none", pretrained_path="", zero_init_residual=False):
         super().__init__()
-        if loc_features not in ("modulated", "raw"):
-            raise ValueError(f"loc_features must be modulated or raw, got {loc_features!r}")
+        if loc_features not in LOC_FEATURES:
+            raise ValueError(f"loc_features must be {' or '.join(LOC_FEATURES)}, "
+                             f"got {loc_features!r}")
         self.visual = VisualEncoder(dim, width, visual_stride, pretrained, pretrained_path,
                                     zero_init_residual)
         self.audio = AudioEncoder(dim, width, audio_tokens, zero_init_residual)

@@ -11,6 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+# The allowed values of model.visual_stride, model.pretrained and model.audio_tokens, for callers
+# that do not go through the config; the schema (utils/config.py) states them, and a test checks
+# they agree.
+OUTPUT_STRIDES = (32, 16, 8)
+PRETRAINED = ("none", "imagenet")
+AUDIO_TOKENS = ("global", "grid")
 
 
 class BasicBlock(nn.Module):
@@ -44,8 +50,8 @@ class ResNet18Trunk(nn.Module):
 
     def __init__(self, in_channels=3, width=64, output_stride=32, zero_init_residual=False):
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         w = width
         self.out_channels = 8 * w
         self.conv1 = nn.Conv2d(in_channels, w, 7, 2, 3, bias=False)
@@ -72,7 +78,7 @@ class ResNet18Trunk(nn.Module):
 def load_imagenet_weights(trunk, path=""):
     """Load a torchvision-layout ResNet18 state dict into the visual `trunk`: ImageNet's (width
     64) or, from `path`, any file of that layout at the trunk's width (e.g. the ImageNet stand-in
-    written by tools.pretrain_visual). Its `fc.*` entries are dropped.
+    written by study.pretrain_visual). Its `fc.*` entries are dropped.
 
     Without `path` it looks in the torch hub cache, then tries a download with a short timeout;
     fails with a message naming the file and the config key instead of hanging when offline.
@@ -82,7 +88,7 @@ def load_imagenet_weights(trunk, path=""):
     if not path and trunk.out_channels != 512:
         raise ValueError("the ImageNet ResNet18 is the standard width (model.width=64); a narrower "
                          "trunk loads a file of its width with model.pretrained_path (e.g. "
-                         "python -m tools.pretrain_visual)")
+                         "python -m study.pretrain_visual)")
     if path:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model.pretrained_path={path!r} does not exist")
@@ -122,8 +128,8 @@ class VisualEncoder(nn.Module):
         self.trunk = ResNet18Trunk(3, width, output_stride, zero_init_residual)
         if pretrained == "imagenet":
             load_imagenet_weights(self.trunk, pretrained_path)
-        elif pretrained != "none":
-            raise ValueError(f"model.pretrained must be 'none' or 'imagenet', got {pretrained!r}")
+        elif pretrained not in PRETRAINED:
+            raise ValueError(f"model.pretrained must be one of {PRETRAINED}, got {pretrained!r}")
         self.proj = nn.Conv2d(self.trunk.out_channels, dim, 1)
         self.stride = output_stride
 
@@ -140,8 +146,8 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, dim=512, width=64, tokens="global", zero_init_residual=False):
         super().__init__()
-        if tokens not in ("global", "grid"):
-            raise ValueError(f"audio_tokens must be global or grid, got {tokens!r}")
+        if tokens not in AUDIO_TOKENS:
+            raise ValueError(f"audio_tokens must be {' or '.join(AUDIO_TOKENS)}, got {tokens!r}")
         self.trunk = ResNet18Trunk(1, width, 32, zero_init_residual)
         self.proj = nn.Linear(self.trunk.out_channels, dim)
         self.tokens = tokens

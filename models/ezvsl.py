@@ -11,6 +11,8 @@ class EZVSL(nn.Module):
     forward(image, spec) returns the same keys as AVGN: audio_groups [B, 1, D] (f^a, pooled over
     audio tokens), visual_groups None, logits_a / logits_v [B, C] zeros (uniform presence, so
     the multi-source metrics apply unchanged), token_logits None (no group loss).
+    Arguments: keys of the schema's `model` section (utils/config.py), with its defaults (a test
+    checks that they agree); `models.build_model` passes every one.
     """
 
     class_aware, modulate = False, False

@@ -1,4 +1,10 @@
+import dataclasses
+import inspect
 import os
+import re
+import typing
+from typing import Literal
+
 import pytest
 import yaml
 
@@ -64,11 +70,46 @@ def test_missing_file_and_bad_override():
         parse_overrides(["model.depth"])
 
 
-def test_every_shipped_config_loads():
-    import glob
-    paths = sorted(glob.glob("configs/*.yaml") + glob.glob("configs/recipe/*.yaml"))
-    for p in paths:
-        assert isinstance(load_config(p), Config), p
+# the paper's settings (README, "Benchmarks"), which every benchmark config inherits
+PAPER = {"model.name": "avgn", "model.dim": 512, "model.depth": 3, "model.pretrained": "imagenet",
+         "loss.tau": 0.03, "data.image_size": 224, "data.audio.n_fft": 512,
+         "data.audio.frames": 300, "train.epochs": 100, "train.batch_size_per_gpu": 32,
+         "train.lr": 1e-4, "train.optimizer": "adam", "train.amp": "bf16"}
+BENCHMARKS = ("music", "music_duet", "music_solo", "vggsound_duet", "vggsound_instruments",
+              "vggsound_instruments_multi", "vggsound_single")
+
+
+def _flat(cfg):
+    out = {}
+    for section, values in to_dict(cfg).items():
+        for k, v in values.items():
+            items = v.items() if isinstance(v, dict) else [(None, v)]
+            out.update({".".join(filter(None, (section, k, sub))): x for sub, x in items})
+    return out
+
+
+def test_every_shipped_config_loads_with_the_paper_settings_and_its_own_data():
+    """Each benchmark has a paper config with the paper's settings and a recipe config that
+    differs from it only in the recipe's keys (and its run folder); each trains and tests the
+    benchmark it is named after."""
+    from datasets import DATASETS
+    names = lambda folder: sorted(n[:-5] for n in os.listdir(folder) if n.endswith(".yaml"))  # noqa: E731
+    assert names("configs") == sorted(BENCHMARKS + ("paper", "synthetic"))
+    assert names("configs/recipe") == sorted(BENCHMARKS)
+    recipe_keys = {"model.loc_features", "model.assign_eps", "model.zero_init_residual",
+                   "loss.w_loc_agnostic", "loss.patch_grad", "loss.symmetric", "train.output_dir"}
+    for name in BENCHMARKS:
+        paper = _flat(load_config(f"configs/{name}.yaml"))
+        assert {k: paper[k] for k in PAPER} == PAPER, name
+        assert paper["data.dataset"] in DATASETS, name
+        assert name.startswith(paper["data.dataset"]) or paper["data.dataset"].startswith(name)
+        assert paper["train.output_dir"] == f"runs/{name}"
+        recipe = _flat(load_config(f"configs/recipe/{name}.yaml"))
+        differ = {k for k in paper if paper[k] != recipe[k]}
+        assert {"loss.w_loc_agnostic", "train.output_dir"} <= differ <= recipe_keys, (name, differ)
+        assert recipe["train.output_dir"] == f"runs/recipe_{name}"
+    quick = load_config("configs/synthetic.yaml")
+    assert quick.data.dataset == "synthetic" and quick.model.pretrained == "none"
 
 
 def test_stored_boolean_symmetric_reads_as_its_named_form():
@@ -110,3 +151,129 @@ def test_a_stored_config_without_later_keys_reads_as_it_was_trained():
     cfg = from_dict(stored, stored=True)
     assert (cfg.model.assign_eps, cfg.model.zero_init_residual) == (1e-6, True)
     assert (Config().model.assign_eps, Config().model.zero_init_residual) == (1.0, False)
+
+
+# ----------------------------------------------------------------------------- stated once
+# Each default and allowed value is stated in the schema; the constructors that a build_* feeds
+# keep defaults (and lists of allowed values) for callers without a config, and these tests check
+# that they agree with it, and that docs/model.md's table of keys does.
+
+def _schema_field(key):
+    """('model.dim') -> the dataclasses.Field of that key in the schema."""
+    *sections, name = key.split(".")
+    cls = Config
+    for s in sections:
+        cls = typing.get_type_hints(cls)[s]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert name in fields and not dataclasses.is_dataclass(typing.get_type_hints(cls)[name]), \
+        f"{key} is not a key of the schema"
+    return fields[name], typing.get_type_hints(cls)[name]
+
+
+def _schema_default(key):
+    f, _ = _schema_field(key)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _constructors():
+    """(callable, {parameter: schema key}) for every constructor in models/ and losses.py whose
+    parameters take schema values; a parameter missing from the map has no schema key."""
+    from losses import AVGNCriterion
+    from models.avgn import AVGN, Block, ClassTokenTransformer, Grouping
+    from models.encoders import AudioEncoder, ResNet18Trunk, VisualEncoder, load_imagenet_weights
+    from models.ezvsl import EZVSL
+    model = {f.name: f"model.{f.name}" for f in dataclasses.fields(Config().model)}
+    return [
+        (AVGN, model),
+        (EZVSL, model),
+        (Block, model),
+        (ClassTokenTransformer, model),
+        (Grouping, dict(model, eps="model.assign_eps")),
+        (VisualEncoder, dict(model, output_stride="model.visual_stride")),
+        (AudioEncoder, dict(model, tokens="model.audio_tokens")),
+        (ResNet18Trunk, dict(model, output_stride="model.visual_stride")),
+        (load_imagenet_weights, {"path": "model.pretrained_path"}),
+        (AVGNCriterion, {f.name: f"loss.{f.name}" for f in dataclasses.fields(Config().loss)}),
+    ]
+
+
+# parameters with a default that no schema key gives (the criterion's `weights` and `modulated`
+# are checked below)
+NOT_IN_SCHEMA = {("ResNet18Trunk", "in_channels"), ("AVGNCriterion", "weights"),
+                 ("AVGNCriterion", "modulated")}
+
+
+def test_constructor_defaults_are_the_schemas():
+    from losses import AVGNCriterion
+    checked = 0
+    for fn, keys in _constructors():
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.default is inspect.Parameter.empty or (fn.__name__, name) in NOT_IN_SCHEMA:
+                continue
+            assert name in keys, (f"{fn.__name__}({name}={p.default!r}): a default with no "
+                                  f"schema key; map it in _constructors or add it to NOT_IN_SCHEMA")
+            want = _schema_default(keys[name])
+            assert p.default == want and type(p.default) is type(want), \
+                f"{fn.__name__}({name}={p.default!r}) but the schema's {keys[name]} is {want!r}"
+            checked += 1
+    assert checked >= 30  # every constructor was read
+    # the criterion: its default weights are the schema's loss.w_*, its default `modulated` that
+    # of the schema's default model
+    assert AVGNCriterion().weights == {k: _schema_default(f"loss.w_{k}")
+                                       for k in AVGNCriterion().weights}
+    assert AVGNCriterion().modulated == (_schema_default("model.loc_features") == "modulated")
+
+
+def test_allowed_values_outside_the_schema_are_the_schemas():
+    import losses
+    from models import avgn, encoders
+    for values, key in [(losses.SYMMETRIC, "loss.symmetric"),
+                        (avgn.LOC_FEATURES, "model.loc_features"),
+                        (avgn.ASSIGNMENTS, "model.assignment"),
+                        (encoders.OUTPUT_STRIDES, "model.visual_stride"),
+                        (encoders.PRETRAINED, "model.pretrained"),
+                        (encoders.AUDIO_TOKENS, "model.audio_tokens")]:
+        _, tp = _schema_field(key)
+        assert typing.get_origin(tp) is Literal, key
+        assert values == typing.get_args(tp), (key, values)
+
+
+def _doc_key_rows(path="docs/model.md"):
+    """(keys, defaults cell, values cell) of each row of the tables headed | key | default |
+    values | ...; a row's first key is a full key, the others short names in its section."""
+    rows, in_table = [], False
+    for line in open(path, encoding="utf-8"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") \
+            else None
+        if cells is None:
+            in_table = False
+        elif cells[:3] == ["key", "default", "values"]:
+            in_table = True
+        elif in_table and not set(cells[0]) <= set("-"):
+            names = re.findall(r"`([^`]+)`", cells[0])
+            if names:
+                prefix = names[0].rsplit(".", 1)[0] + "."
+                keys = [n if "." in n else prefix + n for n in names]
+                rows.append((keys, cells[1], cells[2]))
+    return rows
+
+
+def test_docs_model_table_matches_the_schema():
+    """Every key of docs/model.md's table exists; its default column gives the schema's default
+    of each key in order; its values column names every allowed value and the range."""
+    rows = _doc_key_rows()
+    assert len(rows) >= 25
+    for keys, defaults, values in rows:
+        written = [d.strip().strip("`") for d in defaults.split(",")]
+        assert len(written) == len(keys), (keys, defaults)
+        for key, text in zip(keys, written):
+            f, tp = _schema_field(key)
+            want, got = _schema_default(key), yaml.safe_load(text)
+            assert got == want and isinstance(got, bool) == isinstance(want, bool), \
+                f"docs/model.md gives {key} the default {text!r}; the schema: {want!r}"
+            if typing.get_origin(tp) is Literal:
+                missing = [v for v in typing.get_args(tp) if f"`{v}`" not in values]
+                assert not missing, f"docs/model.md: {key} lacks the allowed values {missing}"
+            if "range" in f.metadata:
+                assert f.metadata["range"] in values, \
+                    f"docs/model.md: {key} must be {f.metadata['range']}, not stated in {values!r}"

@@ -7,7 +7,8 @@
 * ``_base_: other.yaml`` (path relative to the including file) inherits values, so a benchmark
   config only states what differs;
 * ``key.sub=value`` overrides are parsed as YAML scalars/lists and type-checked;
-* a key with a fixed set of values is a ``Literal``, and `validate` checks ranges and the form of
+* a key with a fixed set of values is a ``Literal``; a key with a range states it beside its
+  default (``dim: int = ranged(512, "> 0")``); `validate` checks the ranges and the form of
   ``eval.threshold``: every bad value fails when the config is loaded (also a checkpoint's stored
   config), with one line naming the key, the value and what is allowed;
 * ``to_dict(cfg)`` is a plain dict (stored in checkpoints, dumped to the run directory) and
@@ -27,24 +28,48 @@ import yaml
 from .thresholds import parse_threshold
 
 
+# What a value must be beyond its type, in the words of the error message -> the test. A field
+# states its range with `ranged(default, what)`; a list's range holds for each of its items.
+RANGE_TESTS = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    "> 0 and finite": lambda v: 0 < v < math.inf,
+    ">= 0 and finite": lambda v: 0 <= v < math.inf,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "finite": math.isfinite,
+}
+
+
+def ranged(default, what):
+    """A dataclass field with `default` (a list is copied for each instance) whose value must be
+    `what`, a key of RANGE_TESTS; `validate` checks it."""
+    if what not in RANGE_TESTS:
+        raise ValueError(f"unknown range {what!r}; known: {list(RANGE_TESTS)}")
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"range": what})
+    return field(default=default, metadata={"range": what})
+
+
 @dataclass
 class ModelConfig:
     name: Literal["avgn", "ezvsl"] = "avgn"  # the model (Table 1-2: AVGN and the EZ-VSL baseline)
-    dim: int = 512  # D, embedding size of both modalities
-    num_classes: int = 37  # C, number of audio-visual class tokens (set to the dataset's classes)
-    depth: int = 3  # L, transformer blocks per modality over [f; c] (AVCT)
-    heads: int = 8  # attention heads in the AVCT blocks
-    mlp_ratio: float = 4.0  # hidden size of the AVCT MLPs, as a multiple of dim
+    dim: int = ranged(512, "> 0")  # D, embedding size of both modalities
+    num_classes: int = ranged(37, "> 0")  # C, class tokens (set to the number of training classes)
+    depth: int = ranged(3, ">= 0")  # L, transformer blocks per modality over [f; c] (AVCT)
+    heads: int = ranged(8, "> 0")  # attention heads in the AVCT blocks
+    mlp_ratio: float = ranged(4.0, "> 0")  # hidden size of the AVCT MLPs, as a multiple of dim
     use_class_tokens: bool = True  # AVCT on (Table 3); off: raw tokens go straight to grouping
     use_grouping: bool = True  # AVG on (Table 3); off: g_i = c_i-hat
     assignment: Literal["soft", "hard"] = "soft"  # hard: straight-through one-hot (+ Gumbel noise)
-    gumbel_tau: float = 1.0  # temperature of the Gumbel noise for hard assignment
-    assign_eps: float = 1.0  # epsilon of the grouping denominator, Eq. 8 (as the authors' code)
+    gumbel_tau: float = ranged(1.0, "> 0")  # temperature of the Gumbel noise for hard assignment
+    assign_eps: float = ranged(1.0, "> 0")  # epsilon of the grouping denominator, Eq. 8 (authors')
     audio_tokens: Literal["global", "grid"] = "global"  # paper: one max-pooled token | layer4 cells
-    token_init_std: float = 0.02  # trunc-normal std of the class tokens
+    token_init_std: float = ranged(0.02, ">= 0")  # trunc-normal std of the class tokens
     # maps and L_loc: modulated cos(g^a, f^v * g^v) (Eq. 10) | raw cos(g^a, f^v) (authors' code)
     loc_features: Literal["modulated", "raw"] = "modulated"
-    width: int = 64  # base width of both ResNet18s (64 = standard; narrower only for CPU configs)
+    width: int = ranged(64, "> 0")  # base width of both ResNet18s (64: standard; less: CPU configs)
     visual_stride: Literal[32, 16, 8] = 32  # visual trunk: 32 (paper); 16, 8: layer4 / 3 stride 1
     pretrained: Literal["none", "imagenet"] = "none"  # imagenet: torchvision ResNet18 visual trunk
     pretrained_path: str = ""  # local resnet18 .pth for pretrained=imagenet (else torch hub cache)
@@ -53,31 +78,33 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    tau: float = 0.03  # temperature of the localization contrastive loss
+    tau: float = ranged(0.03, "> 0")  # temperature of the localization contrastive loss
     # image->audio term: none (Eq. 10 as printed) | own_class (the authors' code) | anchor_class
     # (this project's variant); see losses.py. Stored true / false read as anchor_class / none
     symmetric: Literal["none", "own_class", "anchor_class"] = "none"
     gather_negatives: bool = False  # all-gather embeddings across DDP ranks for negatives
-    w_loc: float = 1.0  # weight of L_loc
-    w_cls_token: float = 1.0  # weight of CE(h_i, e_i) on the raw class tokens
-    w_cls_audio: float = 1.0  # weight of BCE(y, p^a)
-    w_cls_visual: float = 1.0  # weight of BCE(y, p^v)
-    w_loc_agnostic: float = 0.0  # class-agnostic EZ-VSL term cos(f^a, f^v) added to AVGN (0: paper)
+    w_loc: float = ranged(1.0, ">= 0 and finite")  # weight of L_loc
+    w_cls_token: float = ranged(1.0, ">= 0 and finite")  # weight of CE(h_i, e_i) on the raw tokens
+    w_cls_audio: float = ranged(1.0, ">= 0 and finite")  # weight of BCE(y, p^a)
+    w_cls_visual: float = ranged(1.0, ">= 0 and finite")  # weight of BCE(y, p^v)
+    # weight of the class-agnostic EZ-VSL term cos(f^a, f^v) added to AVGN (0: paper)
+    w_loc_agnostic: float = ranged(0.0, ">= 0 and finite")
     patch_grad: bool = True  # class-aware L_loc trains the patch features f^v (false: only via loc_agnostic)
-    w_separation: float = 0.0  # [beyond] pushes apart the maps of a mixture's sources (0: paper)
-    separation_tau: float = 0.1  # temperature of the patch softmax of the separation term
+    # [beyond] weight of the term that pushes apart the maps of a mixture's sources (0: paper)
+    w_separation: float = ranged(0.0, ">= 0 and finite")
+    separation_tau: float = ranged(0.1, "> 0")  # temperature of the separation term's patch softmax
 
 
 @dataclass
 class AudioConfig:
-    sample_rate: int = 22050  # Hz, audio is resampled to this
-    seconds: float = 3.0  # window length centered on the frame
-    n_fft: int = 512  # FFT size (n_fft // 2 + 1 frequency bins)
-    hop: int = 220  # hop length in samples
-    frames: int = 300  # spectrogram columns (cropped / padded to exactly this)
-    freq_bins: int = 0  # keep the lowest bins only (0: all n_fft // 2 + 1)
-    log_mean: float = -4.0  # affine normalization: (log(power + 1e-7) - mean) / std
-    log_std: float = 4.0
+    sample_rate: int = ranged(22050, "> 0")  # Hz, audio is resampled to this
+    seconds: float = ranged(3.0, "> 0")  # window length centered on the frame
+    n_fft: int = ranged(512, "> 0")  # FFT size (n_fft // 2 + 1 frequency bins)
+    hop: int = ranged(220, "> 0")  # hop length in samples
+    frames: int = ranged(300, "> 0")  # spectrogram columns (cropped / padded to exactly this)
+    freq_bins: int = ranged(0, ">= 0")  # keep the lowest bins only (0: all n_fft // 2 + 1)
+    log_mean: float = ranged(-4.0, "finite")  # normalization: (log(power + 1e-7) - mean) / std
+    log_std: float = ranged(4.0, "> 0")  # std of that normalization
 
 
 @dataclass
@@ -85,41 +112,42 @@ class DataConfig:
     dataset: str = "synthetic"  # training benchmark, see datasets.build_dataset
     root: str = "data/synthetic"  # <root>/frames/<id>.jpg, <root>/audio/<id>.wav
     metadata: str = ""  # folder with the list/annotation files (default: root)
-    image_size: int = 224  # frames are resized to image_size x image_size
-    resize_scale: float = 1.1  # train: short side resized to image_size * this, then random crop
-    frame_rate: float = 10.0  # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (<video>.wav)
-    num_sources: int = 1  # k clips mixed per training sample (1: single-source training)
+    image_size: int = ranged(224, "> 0")  # frames are resized to image_size x image_size
+    resize_scale: float = ranged(1.1, ">= 1")  # train: short side to image_size * this, random crop
+    # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (in <video>.wav)
+    frame_rate: float = ranged(10.0, "> 0")
+    num_sources: int = ranged(1, "> 0")  # k clips mixed per training sample (1: single-source)
     canvas: Literal["concat", "single"] = "concat"  # k frames side by side | one frame, all sources
     audio: AudioConfig = field(default_factory=AudioConfig)
     on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad training entries (not test)
-    val_fraction: float = 0.05  # fraction of the training list held out as val (seeded)
-    max_items: int = 0  # truncate each list to this many items (0: all; for smoke tests)
-    num_workers: int = 4  # data-loader workers per process
+    val_fraction: float = ranged(0.05, "in [0, 1)")  # of the training list held out as val (seeded)
+    max_items: int = ranged(0, ">= 0")  # truncate each list to this many items (0: all)
+    num_workers: int = ranged(4, ">= 0")  # data-loader workers per process
     class_balanced: bool = False  # batches with few same-class items (training)
-    synthetic_train: int = 0  # synthetic only: streamed training items per epoch
+    synthetic_train: int = ranged(0, ">= 0")  # synthetic only: streamed training items per epoch
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100  # training epochs
-    batch_size_per_gpu: int = 32  # per process; the global batch is this x world size
-    lr: float = 1e-4  # Adam learning rate (for the global batch as given, no auto-scaling)
-    weight_decay: float = 0.0  # Adam weight decay
+    epochs: int = ranged(100, "> 0")  # training epochs
+    batch_size_per_gpu: int = ranged(32, "> 0")  # per process; the global batch: this x world size
+    lr: float = ranged(1e-4, "> 0 and finite")  # learning rate for the global batch (no scaling)
+    weight_decay: float = ranged(0.0, ">= 0")  # Adam weight decay
     optimizer: Literal["adam", "sgd"] = "adam"  # adam (paper) | sgd (momentum 0.9)
     # sync: SyncBatchNorm across processes (CUDA) | frozen: running statistics
     batchnorm: Literal["batch", "sync", "frozen"] = "batch"
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: per step, after the warm-up
-    warmup_steps: int = 0  # linear learning-rate warm-up steps
-    clip_grad: float = 0.0  # max gradient norm (0: off)
+    warmup_steps: int = ranged(0, ">= 0")  # linear learning-rate warm-up steps
+    clip_grad: float = ranged(0.0, ">= 0")  # max gradient norm (0: off)
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (CUDA only; ignored on CPU)
     channels_last: bool = False  # channels_last memory format for the encoders
     compile: bool = False  # torch.compile the model
-    eval_every: int = 1  # evaluate on the val split every k epochs (0: never)
+    eval_every: int = ranged(1, ">= 0")  # evaluate on the val split every k epochs (0: never)
     seed: int = 0  # seed of the weights, the sampler order and every per-item random draw
     deterministic: bool = False  # torch.use_deterministic_algorithms
     output_dir: str = "run"  # checkpoints, logs and results
-    log_every: int = 20  # steps between log lines
-    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
+    log_every: int = ranged(20, "> 0")  # steps between log lines
+    max_steps: int = ranged(0, ">= 0")  # stop after this many optimizer steps in all (0: no limit)
 
 
 @dataclass
@@ -129,14 +157,14 @@ class EvalConfig:
     # per_frame (the authors' code): the model sees each frame alone with the mixture's audio
     protocol: Literal["frame", "source", "per_frame"] = "frame"
     threshold: str = "median"  # IoU binarization: median | fixed:v (0<=v<=1) | max_ratio:r (0<r<=1)
-    iou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.5])  # single-source IoU@t
-    ciou_thresholds: List[float] = field(default_factory=lambda: [0.1, 0.3])  # multi-source CIoU@t
-    batch_size: int = 32  # evaluation batch per process
+    iou_thresholds: List[float] = ranged([0.3, 0.5], "in [0, 1]")  # single-source IoU@t
+    ciou_thresholds: List[float] = ranged([0.1, 0.3], "in [0, 1]")  # multi-source CIoU@t
+    batch_size: int = ranged(32, "> 0")  # evaluation batch per process
     test_at_end: bool = True  # train.py tests best.pth (or the last checkpoint) on test_sets
-    save_vis: int = 8  # overlays written per test set by the end-of-training test
+    save_vis: int = ranged(8, ">= 0")  # overlays written per test set by the end-of-training test
     # [beyond the paper] > 0: a mixture's sources compete for each pixel at this temperature
     # (models.compete_maps); 0: off, the paper's maps
-    compete_tau: float = 0.0
+    compete_tau: float = ranged(0.0, ">= 0 and finite")
 
 
 @dataclass
@@ -290,60 +318,22 @@ def apply_overrides(cfg, overrides):
     return validate(cfg)
 
 
-def _positive(v):
-    return v > 0
-
-
-def _non_negative(v):
-    return v >= 0
-
-
-def _unit(v):
-    return 0 <= v <= 1
-
-
-# Ranges the types alone do not state: (key, test, what the value must be).
-RANGES = [
-    ("model.dim", _positive, "> 0"), ("model.num_classes", _positive, "> 0"),
-    ("model.depth", _non_negative, ">= 0"), ("model.heads", _positive, "> 0"),
-    ("model.mlp_ratio", _positive, "> 0"), ("model.gumbel_tau", _positive, "> 0"),
-    ("model.assign_eps", _positive, "> 0"),
-    ("model.token_init_std", _non_negative, ">= 0"), ("model.width", _positive, "> 0"),
-    ("loss.tau", _positive, "> 0"),
-    ("data.image_size", _positive, "> 0"), ("data.resize_scale", lambda v: v >= 1, ">= 1"),
-    ("data.frame_rate", _positive, "> 0"), ("data.num_sources", _positive, "> 0"),
-    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("data.max_items", _non_negative, ">= 0"), ("data.num_workers", _non_negative, ">= 0"),
-    ("data.synthetic_train", _non_negative, ">= 0"),
-    ("data.audio.sample_rate", _positive, "> 0"), ("data.audio.seconds", _positive, "> 0"),
-    ("data.audio.n_fft", _positive, "> 0"), ("data.audio.hop", _positive, "> 0"),
-    ("data.audio.frames", _positive, "> 0"), ("data.audio.freq_bins", _non_negative, ">= 0"),
-    ("data.audio.log_std", _positive, "> 0"),
-    ("train.epochs", _positive, "> 0"), ("train.batch_size_per_gpu", _positive, "> 0"),
-    ("train.lr", lambda v: 0 < v < math.inf, "> 0 and finite"),
-    *((f"loss.{w}", lambda v: 0 <= v < math.inf, ">= 0 and finite")
-      for w in ("w_loc", "w_cls_token", "w_cls_audio", "w_cls_visual", "w_loc_agnostic",
-                "w_separation")),
-    ("loss.separation_tau", _positive, "> 0"),
-    ("data.audio.log_mean", math.isfinite, "finite"), ("train.weight_decay", _non_negative, ">= 0"),
-    ("train.warmup_steps", _non_negative, ">= 0"), ("train.clip_grad", _non_negative, ">= 0"),
-    ("train.eval_every", _non_negative, ">= 0"), ("train.log_every", _positive, "> 0"),
-    ("train.max_steps", _non_negative, ">= 0"),
-    ("eval.iou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
-    ("eval.ciou_thresholds", lambda v: all(map(_unit, v)), "in [0, 1]"),
-    ("eval.batch_size", _positive, "> 0"), ("eval.save_vis", _non_negative, ">= 0"),
-    ("eval.compete_tau", lambda v: 0 <= v < math.inf, ">= 0 and finite"),
-]
+def _ranged_values(obj, prefix=""):
+    """(key, value, what) of every `ranged` field of dataclass `obj`, sections included."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _ranged_values(value, f"{prefix}{f.name}.")
+        elif "range" in f.metadata:
+            yield prefix + f.name, value, f.metadata["range"]
 
 
 def validate(cfg):
     """Check what the types alone do not: ranges, eval.threshold's form, and that model.dim
     splits into model.heads. Raises ConfigError naming the key; returns `cfg`."""
-    for key, ok, what in RANGES:
-        value = cfg
-        for part in key.split("."):
-            value = getattr(value, part)
-        if not ok(value):
+    for key, value, what in _ranged_values(cfg):
+        ok = RANGE_TESTS[what]
+        if not (all(map(ok, value)) if isinstance(value, list) else ok(value)):
             raise ConfigError(f"config key '{key}' must be {what}; got {value!r}")
     try:
         parse_threshold(cfg.eval.threshold)
