@@ -9,7 +9,7 @@
 A folder that already holds a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten:
 continue it with --resume auto, choose another train.output_dir, or start it anew with
 --overwrite. Every config value, the resumed checkpoint and every test set are checked before the
-first step.
+first step (utils/run_folder.py).
 
 One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
 is train.batch_size_per_gpu x processes; the learning rate is used as given.
@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -31,10 +30,12 @@ from engine import (StopRequested, build_evaluator, build_test_sets, evaluate, f
                     load_trained, run_tests, selection_metric, train_one_epoch)
 from losses import build_criterion
 from models import build_model
-from utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from utils.config import apply_overrides, dump_config, from_dict, load_config, to_dict
+from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
+from utils.config import dump_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
 from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
+from utils.run_folder import (check_class_names, check_output_dir, check_resumable, clear_run,
+                              resolve_config, restore_hyperparameters)
 
 
 def parse_args(argv=None):
@@ -74,93 +75,65 @@ def build_optimizer(model, cfg, cuda):
     return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
 
 
-def restore_hyperparameters(optimizer, scheduler, cfg):
-    """After loading optimizer and scheduler states: the config's lr and weight decay apply from
-    here on (the states hold the checkpoint's); the schedule itself is the config's already. With
-    an unchanged config the learning rate is bit-identical to the checkpoint's."""
-    scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
-    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
-        group["initial_lr"] = cfg.train.lr
-        group["lr"] = cfg.train.lr * factor(scheduler.last_epoch)
-        group["weight_decay"] = cfg.train.weight_decay
+class Training:
+    """What one run trains: the model (and its DDP / compiled form), criterion, optimizer, schedule,
+    gradient scaler and training loader, the loop's counters, and the checkpoint they make."""
 
+    def __init__(self, cfg, train_set, device):
+        cuda, world, t = device.type == "cuda", get_world_size(), cfg.train
+        self.cfg, self.class_names, self.device = cfg, list(train_set.class_names), device
+        torch.manual_seed(t.seed)  # same initial weights on every process
+        model = build_model(cfg).to(device)
+        if t.batchnorm == "sync" and world > 1:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if t.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = self.model_without_ddp = model
+        self.criterion = build_criterion(cfg, model)
+        self.optimizer = build_optimizer(model, cfg, cuda)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda and t.amp == "fp16")
+        self.loader = build_loader(train_set, t.batch_size_per_gpu, True, cfg.data.num_workers,
+                                   t.seed, pin_memory=cuda, class_balanced=cfg.data.class_balanced)
+        self.steps_per_epoch = len(self.loader.batch_sampler)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(train_set)} training items ({train_set.origin}) give no full "
+                             f"batch of {t.batch_size_per_gpu} x {world} processes")
+        total_steps = t.epochs * self.steps_per_epoch
+        total_steps = min(total_steps, t.max_steps) if t.max_steps else total_steps
+        self.scheduler = build_scheduler(self.optimizer, cfg, total_steps)
+        self.state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
+        logger.info("model %s: %.2fM parameters; %d training items, %d steps/epoch; global batch "
+                    "%d (%d x %d processes), lr %.3g", cfg.model.name,
+                    sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
+                    self.steps_per_epoch, t.batch_size_per_gpu * world, t.batch_size_per_gpu,
+                    world, t.lr)
 
-def resolve_config(args):
-    """-> (config, path of the checkpoint to resume or '', that checkpoint loaded or None). The
-    config is --config (default configs/synthetic.yaml) with the overrides; resuming without
-    --config, it is the checkpoint's own config with the overrides."""
-    cfg = load_config(args.config or "configs/synthetic.yaml", args.overrides)
-    resume = args.resume
-    if resume == "auto":
-        resume = os.path.join(cfg.train.output_dir, "checkpoint.pth")
-        resume = resume if os.path.isfile(resume) else ""
-    elif resume and not os.path.isfile(resume):
-        raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
-    ckpt = load_checkpoint(resume) if resume else None
-    if ckpt is not None and not args.config:
-        cfg = apply_overrides(from_dict(ckpt["config"], stored=True), args.overrides)
-    return cfg, resume, ckpt
+    def load(self, ckpt):
+        """Continue exactly where `ckpt` stopped: weights, optimizer, schedule, counters, RNGs."""
+        self.model_without_ddp.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_hyperparameters(self.optimizer, self.scheduler, self.cfg)
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state.update({k: ckpt[k] for k in self.state})
+        set_rng_state(ckpt["rng"])
 
+    def wrap(self):
+        """torch.compile (train.compile) and DDP (more than one process), after loading."""
+        if self.cfg.train.compile:
+            self.model = torch.compile(self.model)
+        if get_world_size() > 1:
+            cuda = self.device.type == "cuda"
+            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                                 if cuda else None)
 
-RUN_FILES = ("checkpoint.pth", "best.pth", "log.jsonl")  # a folder holding one of these holds a run
-
-
-def check_output_dir(out_dir, resume, overwrite, requested=""):
-    """Refuse to start a new run in a folder that holds one (nothing is lost to a typo). Returns
-    True when that run is to be deleted (`overwrite`; `clear_run`, once every start-up check has
-    passed). Resuming a checkpoint of this folder continues its run. requested: the --resume
-    given ('auto' that found no checkpoint leaves `resume` empty)."""
-    found = [f for f in RUN_FILES if os.path.exists(os.path.join(out_dir, f))]
-    same_run = resume and os.path.dirname(os.path.abspath(resume)) == os.path.abspath(out_dir)
-    if not found or same_run:
-        return False
-    if not overwrite:
-        how = ("--resume auto continues it" if not requested else
-               "--resume auto has no checkpoint.pth there to continue" if requested == "auto" else
-               f"--resume {resume} is another run's checkpoint")
-        raise FileExistsError(f"train.output_dir {out_dir} already holds a run ({', '.join(found)})"
-                              f": {how}; or choose another train.output_dir=...; or start it "
-                              "anew with --overwrite (deletes it)")
-    return True
-
-
-def clear_run(out_dir):
-    """Delete the files a run wrote to `out_dir` (rank 0, between barriers)."""
-    barrier()  # every process has looked before rank 0 deletes
-    if is_main_process():
-        for name in os.listdir(out_dir):
-            path = os.path.join(out_dir, name)
-            if name in RUN_FILES + ("config.yaml", "train.log", "test.log", "results.json") or \
-                    name.startswith("samples_") and name.endswith(".csv"):
-                os.remove(path)
-            elif name.startswith("vis_") and os.path.isdir(path):
-                shutil.rmtree(path)
-    barrier()
-
-
-ARCHITECTURE_EXCEPT = ("num_classes", "pretrained", "pretrained_path")  # set by data / init only
-
-
-def check_resumable(ckpt, cfg, resume):
-    """Raise, naming the keys, when `ckpt` cannot continue with `cfg`: another architecture
-    (model.* keys), another optimizer (its state would not fit), or a mid-epoch stop with another
-    (processes, batch_size_per_gpu), whose batches could not be replayed."""
-    stored = from_dict(ckpt["config"], stored=True)
-    differ = [f"model.{k}={getattr(stored.model, k)!r} (command: {getattr(cfg.model, k)!r})"
-              for k in to_dict(cfg.model) if k not in ARCHITECTURE_EXCEPT
-              and getattr(stored.model, k) != getattr(cfg.model, k)]
-    if stored.train.optimizer != cfg.train.optimizer:
-        differ.append(f"train.optimizer={stored.train.optimizer!r} (command: "
-                      f"{cfg.train.optimizer!r})")
-    if differ:
-        raise ValueError(f"--resume {resume}: the run was trained with {'; '.join(differ)}. "
-                         "Resume with the run's values, or start a new run in another "
-                         "train.output_dir")
-    layout = (get_world_size(), cfg.train.batch_size_per_gpu)
-    if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
-        raise ValueError(f"--resume {resume} stopped mid-epoch with (processes, "
-                         f"batch_size_per_gpu) = {tuple(ckpt['layout'])}; resume with the same, "
-                         f"not {layout}")
+    def save(self, path):
+        save_checkpoint({
+            "model": self.model_without_ddp.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            **self.state, "rng": rng_state(), "config": to_dict(self.cfg),
+            "layout": [get_world_size(), self.cfg.train.batch_size_per_gpu],
+            "class_names": self.class_names}, path)
 
 
 def main(argv=None):
@@ -176,7 +149,7 @@ def main(argv=None):
 
 def fit(args, device, command):
     """Train, then test when eval.test_at_end. What it builds goes out of scope when it returns."""
-    cfg, resume, ckpt = resolve_config(args)
+    cfg, resume, ckpt = resolve_config(args.config, args.overrides, args.resume)
     out_dir = cfg.train.output_dir
     # nothing is written to out_dir (nor deleted, with --overwrite) before every start-up check
     # has passed: the log is held until then
@@ -192,10 +165,8 @@ def fit(args, device, command):
         torch.use_deterministic_algorithms(True)
 
     train_set = build_dataset(cfg, "train")
-    if ckpt is not None and list(ckpt["class_names"]) != list(train_set.class_names):
-        raise ValueError(f"--resume {resume}: the run was trained on {len(ckpt['class_names'])} "
-                         f"classes {ckpt['class_names'][:5]}..., the training list now gives "
-                         f"{len(train_set.class_names)} {train_set.class_names[:5]}...")
+    if ckpt is not None:
+        check_class_names(ckpt, train_set.class_names, resume)
     if cfg.model.num_classes != len(train_set.class_names):
         logger.info("model.num_classes = %d (the training classes)", len(train_set.class_names))
         cfg.model.num_classes = len(train_set.class_names)
@@ -208,88 +179,52 @@ def fit(args, device, command):
     if is_main_process():
         dump_config(cfg, os.path.join(out_dir, "config.yaml"))
 
-    torch.manual_seed(cfg.train.seed)  # same initial weights on every process
-    model = build_model(cfg).to(device)
-    if cfg.train.batchnorm == "sync" and get_world_size() > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model_without_ddp = model
-    criterion = build_criterion(cfg)
-    cuda = device.type == "cuda"
-    optimizer = build_optimizer(model, cfg, cuda)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp == "fp16")
-
-    world = get_world_size()
-    train_loader = build_loader(train_set, cfg.train.batch_size_per_gpu, True, cfg.data.num_workers,
-                                cfg.train.seed, pin_memory=cuda,
-                                class_balanced=cfg.data.class_balanced)
-    steps_per_epoch = len(train_loader.batch_sampler)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training items ({train_set.origin}) give no full "
-                         f"batch of {cfg.train.batch_size_per_gpu} x {world} processes")
-    total_steps = cfg.train.epochs * steps_per_epoch
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    scheduler = build_scheduler(optimizer, cfg, total_steps)
-    logger.info("model %s: %.2fM parameters; %d training items, %d steps/epoch; global batch %d "
-                "(%d x %d processes), lr %.3g", cfg.model.name,
-                sum(p.numel() for p in model.parameters()) / 1e6, len(train_set), steps_per_epoch,
-                cfg.train.batch_size_per_gpu * world, cfg.train.batch_size_per_gpu, world,
-                cfg.train.lr)
-
-    state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": -math.inf}
-    if resume:
-        model_without_ddp.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        restore_hyperparameters(optimizer, scheduler, cfg)
-        scaler.load_state_dict(ckpt["scaler"])
-        state.update({k: ckpt[k] for k in state})
-        set_rng_state(ckpt["rng"])
+    run = Training(cfg, train_set, device)
+    if ckpt is not None:
+        run.load(ckpt)
         del ckpt  # its tensors are copied into the model and optimizer
-        logger.info("resumed from %s at epoch %d, step %d", resume, state["epoch"], state["step"])
-
-    if cfg.train.compile:
-        model = torch.compile(model)
-    if world > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-
-    def checkpoint(path):
-        save_checkpoint({
-            "model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            **state, "rng": rng_state(), "config": to_dict(cfg),
-            "layout": [world, cfg.train.batch_size_per_gpu],
-            "class_names": list(train_set.class_names)}, path)
-
+        logger.info("resumed from %s at epoch %d, step %d", resume, run.state["epoch"],
+                    run.state["step"])
+    run.wrap()
     stop = StopRequested()
     signal.signal(signal.SIGTERM, stop)
+    last_path, best_path = train_epochs(run, train_set, val_set, out_dir, stop)
+
+    if cfg.eval.test_at_end and not stop.flag:
+        barrier()  # rank 0 has written the checkpoints
+        tested = best_path if os.path.isfile(best_path) else last_path
+        logger.info("testing %s", tested)
+        run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
+
+
+def train_epochs(run, train_set, val_set, out_dir, stop):
+    """The epoch loop: train, validate (every train.eval_every epochs and at the end; best.pth
+    keeps the best val AP / CAP), checkpoint, log; leaves early, saved, when `stop` is agreed.
+    Returns the paths of the last and the best checkpoint."""
+    cfg, device, state, t = run.cfg, run.device, run.state, run.cfg.train
     val_loader = None
     if val_set is not None:
         val_loader = build_loader(val_set, cfg.eval.batch_size, False, cfg.data.num_workers)
     last_path, best_path = os.path.join(out_dir, "checkpoint.pth"), os.path.join(out_dir, "best.pth")
     start = time.time()
-    while state["epoch"] < cfg.train.epochs:
+    while state["epoch"] < t.epochs:
         epoch = state["epoch"]
         train_set.set_epoch(epoch)
-        train_loader.batch_sampler.set_epoch(epoch, skip=state["step_in_epoch"])
-        stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, scaler,
-                                device, state, amp=cfg.train.amp, clip_grad=cfg.train.clip_grad,
-                                channels_last=cfg.train.channels_last,
-                                max_steps=cfg.train.max_steps, log_every=cfg.train.log_every,
-                                stop=stop, frozen_bn=cfg.train.batchnorm == "frozen")
-        finished = state["step_in_epoch"] >= steps_per_epoch
+        run.loader.batch_sampler.set_epoch(epoch, skip=state["step_in_epoch"])
+        stats = train_one_epoch(run.model, run.criterion, run.loader, run.optimizer, run.scheduler,
+                                run.scaler, device, state, amp=t.amp, clip_grad=t.clip_grad,
+                                channels_last=t.channels_last, max_steps=t.max_steps,
+                                log_every=t.log_every, stop=stop, frozen_bn=t.batchnorm == "frozen")
+        finished = state["step_in_epoch"] >= run.steps_per_epoch
         if finished:
             state["epoch"] += 1
             state["step_in_epoch"] = 0
-        record = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch, "step": state["step"], "lr": run.optimizer.param_groups[0]["lr"],
                   "time": round(time.time() - start, 1), **{f"train_{k}": v for k, v in stats.items()}}
-        done = state["epoch"] >= cfg.train.epochs or (cfg.train.max_steps and
-                                                        state["step"] >= cfg.train.max_steps)
-        if val_loader is not None and (done or (finished and state["epoch"] % cfg.train.eval_every == 0)):
-            metrics = evaluate(model, val_loader, build_evaluator(val_set, cfg.eval), device,
-                               cfg.train.amp, desc="val", compete_tau=cfg.eval.compete_tau)
+        done = state["epoch"] >= t.epochs or (t.max_steps and state["step"] >= t.max_steps)
+        if val_loader is not None and (done or (finished and state["epoch"] % t.eval_every == 0)):
+            metrics = evaluate(run.model, val_loader, build_evaluator(val_set, cfg.eval), device,
+                               t.amp, desc="val", compete_tau=cfg.eval.compete_tau)
             logger.info(format_metrics(f"val (epoch {epoch})", metrics))
             record.update({f"val_{k}": v for k, v in metrics.items()})
             if math.isnan(selection_metric(metrics)):
@@ -297,9 +232,9 @@ def fit(args, device, command):
                                "written, and testing uses the latest checkpoint")
             elif is_main_process() and selection_metric(metrics) > state["best"]:
                 state["best"] = selection_metric(metrics)
-                checkpoint(best_path)
+                run.save(best_path)
         if is_main_process():
-            checkpoint(last_path)
+            run.save(last_path)
         append_jsonl(os.path.join(out_dir, "log.jsonl"), record)
         logger.info("epoch %d done: %s", epoch, json.dumps(record))
         if stop.agreed(device):  # collective: every process leaves the loop together
@@ -308,12 +243,7 @@ def fit(args, device, command):
         if done:
             break
     logger.info("training took %.1f min", (time.time() - start) / 60)
-
-    if cfg.eval.test_at_end and not stop.flag:
-        barrier()  # rank 0 has written the checkpoints
-        tested = best_path if os.path.isfile(best_path) else last_path
-        logger.info("testing %s", tested)
-        run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
+    return last_path, best_path
 
 
 if __name__ == "__main__":

@@ -7,15 +7,11 @@ import sys
 import pytest
 import torch
 
-from conftest import load_script
 import train
+from conftest import load_script
+from tests.fixtures import TINY_RUN as TINY
 from utils.checkpoint import load_checkpoint
-
-TINY = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.visual_stride=8",
-        "data.image_size=32", "data.audio.n_fft=256", "data.audio.hop=172", "data.audio.frames=32",
-        "data.audio.freq_bins=64", "data.synthetic_train=64", "data.num_workers=0",
-        "data.max_items=24", "train.batch_size_per_gpu=8", "train.epochs=1", "train.log_every=1",
-        "eval.batch_size=16", "eval.save_vis=0", "train.lr=1e-3"]
+from utils.run_folder import restore_hyperparameters
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +109,10 @@ def test_restore_hyperparameters_sets_the_next_steps_lr_at_once():
     opt, sched = fresh()
     opt.load_state_dict(state[0])
     sched.load_state_dict(state[1])
-    train.restore_hyperparameters(opt, sched, cfg)  # same config: bit-identical
+    restore_hyperparameters(opt, sched, cfg)  # same config: bit-identical
     assert opt.param_groups[0]["lr"] == lr_before == 1e-3 * 4 / 8
     cfg.train.lr, cfg.train.weight_decay = 5e-4, 0.01
-    train.restore_hyperparameters(opt, sched, cfg)  # the step about to run uses the new lr
+    restore_hyperparameters(opt, sched, cfg)  # the step about to run uses the new lr
     assert opt.param_groups[0]["lr"] == 5e-4 * 4 / 8 and opt.param_groups[0]["weight_decay"] == 0.01
 
 
@@ -135,8 +131,8 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, synth_root):
 def test_non_finite_loss_stops_with_step_and_terms(tmp_path, synth_root, monkeypatch):
     build = train.build_criterion
 
-    def nan_loc(cfg):  # a criterion whose localization term overflows
-        criterion = build(cfg)
+    def nan_loc(cfg, model):  # a criterion whose localization term overflows
+        criterion = build(cfg, model)
 
         def terms(*args):
             out = criterion(*args)
