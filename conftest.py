@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.abspath(__file__))
 os.chdir(ROOT)  # the configs' relative paths (pytest.ini puts ROOT on sys.path)
 
 # the benchmarks' real list and annotation files (README, "Data"); AVGN_METADATA overrides

@@ -1,7 +1,7 @@
 """Training-loader throughput: this pipeline vs the authors' per-item PyAV + scipy path.
 
-    python -m tools.bench_data                       # generates 512 items in a temp dir
-    python -m tools.bench_data --root data/music --list music_solo_train.txt
+    python -m benchmarks.bench_data                       # generates 512 items in a temp dir
+    python -m benchmarks.bench_data --root data/music --list music_solo_train.txt
 
 Both loaders do the same work per item with the same DataLoader (batch 32, --workers processes):
 decode a jpg frame, resize short side + random crop + flip + ImageNet normalization, decode a
@@ -24,7 +24,7 @@ from PIL import Image
 
 from datasets import AudioVisualDataset, collate, read_list
 from datasets.benchmarks import media_record
-from tools.fixtures import make_root
+from tests.fixtures import make_root
 from utils.config import DataConfig
 
 

@@ -1,7 +1,7 @@
-"""demo.py throughput on a generated clip (tools.fixtures makes the clip and the checkpoint).
+"""demo.py throughput on a generated clip (tests.fixtures makes the clip and the checkpoint).
 
-    python -m tools.bench_demo             # a 30-s 1280x720 clip at 30 fps, quick-start-sized model
-    python -m tools.bench_demo --seconds 10 --size 640x360 --device cuda
+    python -m benchmarks.bench_demo             # a 30-s 1280x720 clip at 30 fps, quick-start-sized model
+    python -m benchmarks.bench_demo --seconds 10 --size 640x360 --device cuda
 
 The model is ``color_checkpoint`` (quick-start-sized; speed does not depend on the weights).
 Prints the demo's frames/s and how many times faster than real time it ran.
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from tools.fixtures import color_checkpoint, write_clip
+from tests.fixtures import color_checkpoint, write_clip
 
 
 def parse_args(argv=None):

@@ -1,14 +1,15 @@
 """Time the evaluators of metrics.py against a per-sample reference loop, and compare numbers.
 
 The reference scores one sample (and one source) at a time the way public sound-localization
-repositories do: numpy min-max normalization, np.median threshold, numpy ciou, and
-sklearn.metrics.average_precision_score(gt, map) per map; PIAP by trying every permutation.
+repositories do: the plain definitions of metrics.py (min-max normalization, np.median threshold,
+ciou, auc) and sklearn.metrics.average_precision_score(gt, map) per map; PIAP by trying every
+permutation.
 Data: random but structured maps (Gaussian blobs + noise, float32) and box masks, fixed seed;
 5158 single-source samples at 224x224 (VGG-SS test size) and 446 two-source samples on 224x448
 canvases (two frames side by side).
 
 Usage (from the repository root):
-    python -m tools.bench_metrics [--single 5158] [--multi 446] [--size 224]
+    python -m benchmarks.bench_metrics [--single 5158] [--multi 446] [--size 224]
 """
 import argparse
 import itertools
@@ -45,17 +46,8 @@ def ref_scores(S, G):
     """(ap, ciou) of one map the straightforward way; (nan, nan) for an empty mask."""
     if G.sum() == 0:
         return float("nan"), float("nan")
-    S = S.astype(np.float64)
-    norm = (S - S.min()) / (S.max() - S.min()) if S.max() > S.min() else np.zeros_like(S)
-    B = norm >= np.median(norm)
-    ciou = (B & G).sum() / (G.sum() + (B & ~G).sum())
+    ciou = float(metrics.ciou(metrics.binarize(S), G))  # median threshold
     return average_precision_score(G.ravel(), S.ravel()), ciou
-
-
-def ref_auc(cious):
-    x = [k / 20 for k in range(21)]
-    y = [np.mean(cious >= t) for t in x]
-    return sum((y[k] + y[k + 1]) / 2 * (x[k + 1] - x[k]) for k in range(20))
 
 
 def ref_single(maps, masks, t=0.5):
@@ -66,7 +58,7 @@ def ref_single(maps, masks, t=0.5):
             aps.append(a)
             cious.append(c)
     cious = np.array(cious)
-    return {"AP": np.mean(aps), f"IoU@{t:g}": np.mean(cious >= t), "AUC": ref_auc(cious)}
+    return {"AP": np.mean(aps), f"IoU@{t:g}": np.mean(cious >= t), "AUC": metrics.auc(cious)}
 
 
 def ref_multi(maps, pred_maps, masks, classes, scores, t=0.3):
@@ -86,7 +78,7 @@ def ref_multi(maps, pred_maps, masks, classes, scores, t=0.3):
         labels += k
     cious = np.array(cious)
     return {"CAP": np.mean(aps), "PIAP": np.mean(piaps), f"CIoU@{t:g}": np.mean(cious >= t),
-            "AUC": ref_auc(cious), "recall@N": hits / labels}
+            "AUC": metrics.auc(cious), "recall@N": hits / labels}
 
 
 # ------------------------------------------------------------------ ours

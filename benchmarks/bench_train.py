@@ -1,9 +1,9 @@
 """Training-step throughput: forward + backward + Adam step of train.py's model and criterion.
 
-    python -m tools.bench_train --threads 2                # paper model, batch 8, random tensors
-    python -m tools.bench_train --device cuda --batch 128 --variants fp32,bf16+cl,bf16+cl+compile
-    python -m tools.bench_train --loader synthetic --workers 2    # + the real loader, end to end
-    torchrun --nproc_per_node=1 -m tools.bench_train --device cuda  # DDP, as train.py
+    python -m benchmarks.bench_train --threads 2                # paper model, batch 8, random tensors
+    python -m benchmarks.bench_train --device cuda --batch 128 --variants fp32,bf16+cl,bf16+cl+compile
+    python -m benchmarks.bench_train --loader synthetic --workers 2    # + the real loader, end to end
+    torchrun --nproc_per_node=1 -m benchmarks.bench_train --device cuda  # DDP, as train.py
 
 Random inputs of the config's sizes. Variant tokens: fp32 | bf16 (autocast, CUDA only), cl
 (channels_last), compile, enc (the encoders and the class-agnostic loss alone: `ezvsl`). FLOPs:
@@ -71,7 +71,7 @@ class Trainer:
         cfg.model.name = "ezvsl" if "enc" in variant else cfg.model.name
         torch.manual_seed(0)
         self.eager = build_model(cfg).to(device)
-        self.criterion = build_criterion(cfg)
+        self.criterion = build_criterion(cfg, self.eager)
         self.cl, self.amp = "cl" in variant, "bf16" if "bf16" in variant else "none"
         self.eager = self.eager.to(memory_format=torch.channels_last if self.cl else
                                    torch.contiguous_format)

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # train.py and test.py end to end on a GPU at paper size, in one self-contained run.
 #
-#   bash tools/gpu_check.sh wheels     # where the package registry is reachable: ./wheelhouse holds
+#   bash benchmarks/gpu_check.sh wheels     # where the package registry is reachable: ./wheelhouse holds
 #                                      # the wheels (CPython 3.12, manylinux x86-64) of the
 #                                      # requirements a bare GPU machine lacks (soundfile, av)
-#   bash tools/gpu_check.sh            # on the GPU machine: installs what is missing from
+#   bash benchmarks/gpu_check.sh            # on the GPU machine: installs what is missing from
 #                                      # ./wheelhouse offline, runs every stage, writes
 #                                      # $GPU_CHECK_OUT (default: gpu_check_out/) gpu_check.json
 #                                      # and one log per stage
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 bash tools/gpu_check.sh     # dry run on a CPU
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh     # dry run on a CPU
 #   GPU_CHECK_SECONDS (420): the whole run's budget; each stage gets at most what is left
 #
 # Stages (each under a time limit; a failed stage is recorded and the next one runs):
 #   tests     pytest -k cuda
-#   bench     model-only rate of tools.bench_train at the training settings, and a profile of
+#   bench     model-only rate of benchmarks.bench_train at the training settings, and a profile of
 #             one step (top 10 kernels by device time)
 #   train     torchrun --nproc_per_node=1 train.py on the synthetic benchmark at paper size
 #             (224 px, 257x300, D 512, L 3, batch 128, bf16, channels_last), without and with
@@ -88,7 +88,7 @@ stage() {
 # what a bare machine lacks, from the wheelhouse, offline
 for m in soundfile av; do
     if ! "$PY" -c "import $m" 2>/dev/null; then
-        [ -d "$WHEELS" ] || { echo "missing $m and no $WHEELS/ (bash tools/gpu_check.sh wheels)"; exit 1; }
+        [ -d "$WHEELS" ] || { echo "missing $m and no $WHEELS/ (bash benchmarks/gpu_check.sh wheels)"; exit 1; }
         "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" "$m" || exit 1
     fi
 done
@@ -100,7 +100,7 @@ print(json.dumps({"python": platform.python_version(), "torch": torch.__version_
 EOF
 
 stage tests 300 "$PY" -m pytest -q -k cuda -p no:cacheprovider tests/test_throughput_options.py
-stage bench 400 "$PY" -m tools.bench_train "${CFG[@]}" --device "$DEV" --batch "$BATCH" \
+stage bench 400 "$PY" -m benchmarks.bench_train "${CFG[@]}" --device "$DEV" --batch "$BATCH" \
     --steps 10 --variants "$VARIANT$COMPILED" --profile
 stage train 500 "${TORCHRUN[@]}" "${TRAIN[@]}" train.max_steps="$STEPS" \
     train.output_dir="$WORK/run"
@@ -134,5 +134,5 @@ done
 
 printf '%s\n' "${STATUS[@]}" > "$OUT/status.txt"
 for d in "$WORK"/run*; do cp "$d/log.jsonl" "$OUT/$(basename "$d").jsonl" 2>/dev/null; done
-"$PY" -m tools.gpu_report "$OUT"
+"$PY" -m benchmarks.gpu_report "$OUT"
 rm -rf "$WORK"

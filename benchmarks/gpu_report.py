@@ -1,17 +1,17 @@
-"""The figures of a tools/gpu_check.sh run, from its output folder, in one JSON.
+"""The figures of a benchmarks/gpu_check.sh run, from its output folder, in one JSON.
 
-    python -m tools.gpu_report gpu_check_out      # writes gpu_check_out/gpu_check.json
+    python -m benchmarks.gpu_report gpu_check_out      # writes gpu_check_out/gpu_check.json
 
 Reads status.txt (stage, exit status, seconds), environment.json, bench.log (the model-only
-table and the profile of tools.bench_train), train.jsonl / run_compile.jsonl (train.py's
+table and the profile of benchmarks.bench_train), train.jsonl / run_compile.jsonl (train.py's
 log.jsonl: samples/s and the share of time waiting for data), resume_stopped.log / resume.log
 (the step the stopped run saved and the step the resumed one started from) and results_bf16.json /
 results_none.json (test.py of the same checkpoint under bf16 and fp32).
 """
+import argparse
 import json
 import os
 import re
-import sys
 
 
 def _read(folder, name):
@@ -24,7 +24,7 @@ def _jsonl(folder, name):
 
 
 def bench_rows(text):
-    """{variant: {samples_per_s, tflops, peak_share}} from tools.bench_train's table."""
+    """{variant: {samples_per_s, tflops, peak_share}} from benchmarks.bench_train's table."""
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -46,7 +46,9 @@ def training(records, model_only):
 
 
 def main(argv=None):
-    folder = (argv or sys.argv[1:])[0]
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("folder", help="the output folder of benchmarks/gpu_check.sh")
+    folder = p.parse_args(argv).folder
     status = [line.split() for line in _read(folder, "status.txt").splitlines() if line.strip()]
     bench = bench_rows(_read(folder, "bench.log"))
     plain = next((v for k, v in bench.items() if "compile" not in k), {})

@@ -174,7 +174,8 @@ def log_spectrogram(wave, n_fft: int = 512, hop: int = 220, frames: int = 300,
     lowest `freq_bins` bins when > 0.
     """
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-    assert x.ndim == 1, f"expected a 1-D waveform, got {tuple(x.shape)}"
+    if x.ndim != 1:
+        raise ValueError(f"expected a 1-D waveform, got {tuple(x.shape)}")
     if n_fft not in _WINDOWS:
         _WINDOWS[n_fft] = torch.hann_window(n_fft)
     if len(x) < n_fft // 2 + 1:  # reflect padding needs n_fft // 2 samples

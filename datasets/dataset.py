@@ -264,8 +264,8 @@ class AudioVisualDataset(torch.utils.data.Dataset):
         waves = [self.load_audio(rec) for rec in recs]
         n = int(round(self.audio_cfg.seconds * self.audio_cfg.sample_rate))
         for rec, w in zip(recs, waves):
-            assert w.ndim == 1 and len(w) == n, (
-                f"load_audio({rec.id}) returned shape {w.shape}, expected [{n}]")
+            if w.ndim != 1 or len(w) != n:
+                raise ValueError(f"load_audio({rec.id}) returned shape {w.shape}, expected [{n}]")
         wave = waves[0] if k == 1 else peak_limit(np.sum(waves, axis=0))
         labels = torch.zeros(len(self.class_names))
         labels[classes] = 1.0

@@ -31,7 +31,7 @@ CLASS_SPECS = (
     ("hourglass",  324, "dots",    1200.0, "bright", "tremolo_slow"),
 )
 CLASS_NAMES = sorted(s[0] for s in CLASS_SPECS)  # class index = position in this sorted list
-_SPEC = {s[0]: dict(hue=s[1], texture=s[2], f0=s[3], timbre=s[4], rhythm=s[5]) for s in CLASS_SPECS}
+CLASS_SPEC = {s[0]: dict(hue=s[1], texture=s[2], f0=s[3], timbre=s[4], rhythm=s[5]) for s in CLASS_SPECS}
 
 # harmonic amplitudes (the fundamental is always the strongest partial)
 TIMBRES = {
@@ -66,7 +66,7 @@ SNR_DB = (0.0, 20.0)  # white noise, uniform SNR range
 TABLE_SIZE = 2048  # wavetable length
 
 SPLIT_TAGS = {"train": 1, "val": 2, "test": 3, "duet": 4, "stream": 5, "lists": 6,
-              "pretrain": 7}  # pretrain: the visual stand-in of ImageNet (tools.pretrain_visual)
+              "pretrain": 7}  # pretrain: the visual stand-in of ImageNet (study.pretrain_visual)
 PARTS = {"classes": 0, "frame": 1, "audio": 2}
 DEFAULT_SIZES = dict(num_train=2000, num_val=200, num_test=500, num_duet=300, num_pairs=500,
                      num_trios=300)
@@ -103,7 +103,7 @@ def item_rng(split, seed, index, part, epoch=None):
 
 # ----------------------------------------------------------------------------- images
 
-def _shape_mask(shape, u, v):
+def shape_mask(shape, u, v):
     """Boolean mask [h, w] of `shape` on local coordinates u (x), v (y, down) [h, w] in [-1, 1]."""
     au, av = np.abs(u), np.abs(v)
     if shape == "disc":
@@ -149,7 +149,7 @@ def _texture(texture, u, v, freq, phase):
     return np.where(on, np.float32(1.0), np.float32(0.55))
 
 
-def _hsv_to_rgb(h, s, v):
+def hsv_to_rgb(h, s, v):
     """One color: h in degrees, s and v in [0, 1] -> float32 [3] in [0, 1]."""
     h = (h % 360.0) / 60.0
     i = int(h) % 6
@@ -197,7 +197,7 @@ def _sample_box(rng, size, placed=(), tries=4):
     return best
 
 
-def _local_coords(box):
+def local_coords(box):
     """Local coordinates u (x), v (y, down) in [-1, 1] over a pixel box: [h, w] each."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
@@ -228,7 +228,7 @@ def _layout(rng, classes, size):
         boxes = []
         for _k in classes:
             boxes.append(_sample_box(rng, size, boxes))
-        masks = [_shape_mask(c, *_local_coords(b)) for c, b in zip(classes, boxes)]
+        masks = [shape_mask(c, *local_coords(b)) for c, b in zip(classes, boxes)]
         labels = np.full((size, size), -1, np.int8)
         for k in order:
             frame, local = _in_frame(boxes[k], size)
@@ -246,12 +246,12 @@ def _layout(rng, classes, size):
     return boxes, masks, order, tight
 
 
-def _paint(img, cls, box, mask, rng):
+def paint(img, cls, box, mask, rng):
     """Paint object `cls` (its shape `mask` [h, w] over pixel `box`) into `img` [S, S, 3] float."""
-    spec = _SPEC[cls]
+    spec = CLASS_SPEC[cls]
     frame, local = _in_frame(box, img.shape[0])
-    u, v = _local_coords(box)
-    color = _hsv_to_rgb(spec["hue"] + rng.uniform(-6, 6), rng.uniform(0.65, 0.95),
+    u, v = local_coords(box)
+    color = hsv_to_rgb(spec["hue"] + rng.uniform(-6, 6), rng.uniform(0.65, 0.95),
                          rng.uniform(0.75, 1.0))
     shade = _texture(spec["texture"], u[local], v[local], rng.uniform(2.0, 4.0),
                      rng.uniform(0, 2 * math.pi))
@@ -265,7 +265,7 @@ def draw_objects(rng, classes, size, background=None):
     boxes, masks, order, tight = _layout(rng, classes, size)
     img = (background or _background)(rng, size)
     for k in order:
-        _paint(img, classes[k], boxes[k], masks[k], rng)
+        paint(img, classes[k], boxes[k], masks[k], rng)
     return img, order, tight
 
 
@@ -304,7 +304,7 @@ def _wavetable(cls, sample_rate):
     """One period of the class's timbre, partials kept below Nyquist at the highest jitter."""
     key = (cls, sample_rate)
     if key not in _TABLES:
-        spec = _SPEC[cls]
+        spec = CLASS_SPEC[cls]
         top = spec["f0"] * math.exp(2.5 * PITCH_JITTER) * 1.01
         phase = np.arange(TABLE_SIZE) / TABLE_SIZE * 2 * math.pi
         table = np.zeros(TABLE_SIZE)
@@ -336,7 +336,7 @@ def render_sound(rng, cls, sample_rate, seconds):
     Pitch and tempo carry mild random jitter, the start phase of the rhythm is random, and a slow
     vibrato is added, so no two clips are identical.
     """
-    spec = _SPEC[cls]
+    spec = CLASS_SPEC[cls]
     n = int(round(seconds * sample_rate))
     t = np.arange(n, dtype=np.float32) / np.float32(sample_rate)  # [T]
     f0 = spec["f0"] * math.exp(float(np.clip(rng.normal(), -2.5, 2.5)) * PITCH_JITTER)

@@ -1,8 +1,8 @@
 """Figures from a checkpoint: t-SNE of the class-aware embeddings (the paper's Figure 4), and the
 model outputs behind them (embeddings, audio presence, map peaks) for any benchmark.
 
-    python -m tools.figures --ckpt run/checkpoint.pth --tsne tsne.png
-    python -m tools.figures --ckpt run/best.pth --tsne tsne_val.png --split val --max-items 300 \
+    python -m study.figures --ckpt run/checkpoint.pth --tsne tsne.png
+    python -m study.figures --ckpt run/best.pth --tsne tsne_val.png --split val --max-items 300 \
         data.root=/data/vggss
 
 Embeddings per test item b with (first) labeled class c_b: AVGN (class-aware) uses g^a[b, c_b]

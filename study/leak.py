@@ -3,9 +3,9 @@ source's mask, on a silent object, or on the background; and how much of it lies
 source's own frame. Run on the multi-source test sets, under the evaluators' own protocol,
 threshold and maps (`engine.evaluate`), with the set's CAP and CIoU beside it.
 
-    python -m tools.leak --ckpt results/separation/runs/authors_code_pt_s0/checkpoint.pth
-    python -m tools.leak --runs results/separation/runs --out results/separation/leak
-    python -m tools.leak --ckpt run/best.pth --sets music_duet data.root=/data/music
+    python -m study.leak --ckpt study/results/separation/runs/authors_code_pt_s0/checkpoint.pth
+    python -m study.leak --runs study/results/separation/runs --out study/results/separation/leak
+    python -m study.leak --ckpt run/best.pth --sets music_duet data.root=/data/music
 
 For each labeled source n with binarized map B_n (the protocol's crop) and mask G_n, the on-pixels
 of B_n are split into
@@ -41,7 +41,7 @@ from datasets.image import boxes_to_mask
 from datasets.synthetic import load_all_objects
 from engine import build_test_sets, evaluate, load_trained, max_sources
 from metrics import MultiSourceEvaluator, binarize, frame_count, take_sources
-from tools.report import fmt_stat, markdown_table, mean_std
+from study.report import fmt_stat, markdown_table, mean_std
 from utils.logger import logger, setup_logging
 from utils.thresholds import parse_threshold
 
@@ -166,7 +166,7 @@ def leak(ckpt_path, sets, protocols, threshold, compete_tau=0.0, overrides=(), d
     out = {}
     for entry, dataset in build_test_sets(cfg, ckpt["class_names"]):
         if max_sources(dataset) < 2:
-            raise SystemExit(f"tools.leak scores mixtures; test set '{entry}' has one source "
+            raise SystemExit(f"study.leak scores mixtures; test set '{entry}' has one source "
                              "per item")
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         image = dataset[0]["image"]
@@ -245,7 +245,7 @@ def main(argv=None):
         with open(args.out + ".json", "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)
         with open(args.out + ".md", "w") as f:
-            f.write(f"`python -m tools.leak {' '.join(sys.argv[1:] if argv is None else argv)}`"
+            f.write(f"`python -m study.leak {' '.join(sys.argv[1:] if argv is None else argv)}`"
                     f"\n\n{md}\n")
     return results
 

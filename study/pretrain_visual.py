@@ -1,7 +1,7 @@
 """An ImageNet stand-in for the synthetic benchmark: pretrain the visual ResNet18 trunk on
 object recognition of rendered frames, with no audio, and write it in torchvision's layout.
 
-    python -m tools.pretrain_visual --config configs/synthetic.yaml --out data/trunk_synthetic.pth
+    python -m study.pretrain_visual --config configs/synthetic.yaml --out data/trunk_synthetic.pth
     python train.py --config configs/synthetic.yaml model.pretrained=imagenet \\
         model.pretrained_path=data/trunk_synthetic.pth
 
@@ -149,7 +149,7 @@ def main(argv=None):
         logger.info("epoch %d: loss %.4f; held out: %s", epoch, total / steps,
                     json.dumps(held_out_metrics(model, x_test, y_test)))
     given = sys.argv[1:] if argv is None else argv
-    report = {"command": "python -m tools.pretrain_visual " + " ".join(given),
+    report = {"command": "python -m study.pretrain_visual " + " ".join(given),
               "config": args.config, "width": m.width, "visual_stride": m.visual_stride,
               "image_size": size, "items": args.items, "epochs": args.epochs, "seed": args.seed,
               "held_out": held_out_metrics(model, x_test, y_test),

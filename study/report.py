@@ -1,8 +1,8 @@
-"""The reproduction's report: <out>/summary.json (written by tools.reproduce) -> <out>/tables.md
+"""The reproduction's report: <out>/summary.json (written by study.reproduce) -> <out>/tables.md
 and the figures; no training, no model.
 
-    python -m tools.report --out results          # after python -m tools.reproduce
-    python -m tools.report --out results/quick
+    python -m study.report --out study/results/tables   # after python -m study.reproduce
+    python -m study.report --out study/results/quick
 
 Cells are mean ± sample std over seeds (one number for one seed). Tables 1-2 (single source and
 pairs, protocols frame / source), Table 3 (class tokens x grouping), Table 4 (depth, assignment),
@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from tools.figures import pyplot
+from study.figures import pyplot
 from utils.logger import logger, setup_logging
 
 SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthetic:test_trios",
@@ -53,7 +53,9 @@ def fmt_stat(stat, digits=3, percent=False):
 
 def markdown_table(headers, rows):
     """headers: list of str; rows: list of lists of str -> a GitHub markdown table (str)."""
-    assert all(len(r) == len(headers) for r in rows), "every row needs one cell per header"
+    short = [r for r in rows if len(r) != len(headers)]
+    if short:
+        raise ValueError(f"every row needs one cell per header ({len(headers)}); got {short[0]}")
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)

@@ -1,12 +1,12 @@
 """Reproduce the paper's claims on the synthetic benchmark with fixed seeds: the trainings and
-evaluations -> results/summary.json; tools.report turns it into tables.md and the figures.
+evaluations -> study/results/tables/summary.json; study.report turns it into tables.md and the figures.
 
-    python -m tools.reproduce                  # full: 12 variants (9 trainings) x 3 seeds (~2 h, 2 CPUs)
-    python -m tools.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
-    python -m tools.reproduce --dry-run        # print every command, run nothing
-    python -m tools.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
-    python -m tools.reproduce --only decisive --out results/decisive   # 42 trainings (~4.5 h)
-    python -m tools.reproduce --only separation --out results/separation  # 9 trainings (~1.5 h)
+    python -m study.reproduce                  # full: 12 variants (9 trainings) x 3 seeds (~2 h, 2 CPUs)
+    python -m study.reproduce --quick          # EZ-VSL vs AVGN, seed 0, 640 steps
+    python -m study.reproduce --dry-run        # print every command, run nothing
+    python -m study.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
+    python -m study.reproduce --only decisive --out study/results/decisive   # 42 trainings (~4.5 h)
+    python -m study.reproduce --only separation --out study/results/separation  # 9 trainings (~1.5 h)
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
@@ -20,7 +20,7 @@ reproduction continues where it stopped; a run folder trained with another confi
 Variants whose resolved configs are identical (e.g. `depth1` and `avgn`: the config has depth 1)
 share one run.
 
-Writes <out>/summary.json (every number, per seed) and, through tools.report, <out>/tables.md
+Writes <out>/summary.json (every number, per seed) and, through study.report, <out>/tables.md
 (mean ± sample std over seeds; the command and wall time at the top) and PNGs:
   Tables 1-2  EZ-VSL vs AVGN (+ audio-blind maps): single source (synthetic:test) AP, IoU@0.5, AUC;
               two sources (synthetic:test_pairs) CAP, PIAP, CIoU@0.3, AUC, protocols frame / source
@@ -46,14 +46,14 @@ import zlib
 import numpy as np
 
 from datasets.dataset import AudioVisualDataset
-from tools.report import (DECISIVE, DUET, PAIRS, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
+from study.report import (DECISIVE, DUET, PAIRS, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
                           mean_std, write_report)
 from utils.config import from_dict, load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/synthetic.yaml holds the working recipe (loc_features raw, w_loc_agnostic 1, patch_grad
-# false, symmetric anchor_class; docs/reproduction.md); the `paper_objective` variant undoes the
+# false, symmetric anchor_class; study/README.md); the `paper_objective` variant undoes the
 # first three (its name is kept for the stored runs: the paper configs ran it until they took the
 # authors' objective, the variant `authors_code`)
 CONFIG = "configs/synthetic.yaml"
@@ -125,7 +125,7 @@ VARIANTS = {
     "authors_code_mix2_sep": Variant("the same + separation term (beyond the paper)",
                                      AUTHORS_CODE + ("data.num_sources=2", "loss.w_separation=1.0")),
 }
-# the ImageNet stand-in (python -m tools.pretrain_visual, made when missing) and, for every
+# the ImageNet stand-in (python -m study.pretrain_visual, made when missing) and, for every
 # variant, the same from that trunk
 STAND_IN = "data/trunk_synthetic.pth"
 for _name, _v in list(VARIANTS.items()):
@@ -214,7 +214,7 @@ def config_differences(stored, wanted, ignored):
 
 
 def stand_in(runner, extra, out):
-    """Make the stand-in trunk (tools.pretrain_visual) for the config with --extra, unless one
+    """Make the stand-in trunk (study.pretrain_visual) for the config with --extra, unless one
     made for the same width, stride and image size is there."""
     cfg = load_config(os.path.join(ROOT, CONFIG), extra)
     want = {"width": cfg.model.width, "visual_stride": cfg.model.visual_stride,
@@ -227,7 +227,7 @@ def stand_in(runner, extra, out):
         if made == want:
             return
         raise SystemExit(f"{STAND_IN} was made for {made}, the runs need {want}: remove it")
-    runner(["-m", "tools.pretrain_visual", "--config", CONFIG, "--out", STAND_IN, *extra],
+    runner(["-m", "study.pretrain_visual", "--config", CONFIG, "--out", STAND_IN, *extra],
            os.path.join(out, "pretrain_visual.txt"), "pretrain_visual")
 
 
@@ -354,7 +354,7 @@ def presence_curve(run, runner, points, device):
     val (stored in <run>/presence_curve.json). Returns {step: metrics} (sorted)."""
     from datasets import build_dataset
     from engine import load_trained
-    from tools.figures import model_outputs, presence_metrics
+    from study.figures import model_outputs, presence_metrics
     path = os.path.join(run.dir, "presence_curve.json")
     curve = {}
     if os.path.isfile(path):
@@ -411,7 +411,7 @@ def negative_audio(run, device):
     audio, silence and white noise."""
     from datasets import build_dataset
     from engine import load_trained
-    from tools.figures import model_outputs
+    from study.figures import model_outputs
     ckpt, cfg, model = load_trained(run.ckpt, device)
     base = build_dataset(cfg, "test", "synthetic", class_names=ckpt["class_names"])
     out = {}
@@ -486,7 +486,7 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None, help=f"comma-separated variants (VARIANTS) or sets "
                    f"({', '.join(SETS)}); default: the set 'paper'")
     p.add_argument("--out", default=None,
-                   help="output folder, runs in <out>/runs (default: results, --quick: results/quick)")
+                   help="output folder, runs in <out>/runs (default: study/results/tables, --quick: study/results/quick)")
     p.add_argument("--data-root", default="data/synthetic", help="synthetic data root (data.root)")
     p.add_argument("--extra", nargs="*", default=[], help="config overrides for every run (after "
                    "the recipe, before the variant's own), e.g. for a smoke test")
@@ -525,8 +525,8 @@ def main(argv=None):
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    out = args.out or os.path.join("results", "quick" if args.quick else "")
-    out, data_root = _short(out.rstrip(os.sep) or "results"), _short(args.data_root)
+    out = args.out or os.path.join("study", "results", "quick" if args.quick else "tables")
+    out, data_root = _short(out), _short(args.data_root)
     os.chdir(ROOT)  # commands and paths are relative to the repository
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root, evals)
@@ -566,7 +566,7 @@ def main(argv=None):
         return None
 
     device = _device(args.device)
-    summary = {"command": "python -m tools.reproduce " + shlex.join(argv), "mode": mode,
+    summary = {"command": "python -m study.reproduce " + shlex.join(argv), "mode": mode,
                "not_trained": missing if args.no_train else [],
                "seeds": seeds, "steps": steps, "extra": args.extra, "data_root": data_root,
                "select": args.select, "eval_overrides": eval_fixed, "compete_tau": COMPETE_TAU,
@@ -580,7 +580,7 @@ def main(argv=None):
                "baselines": audio_blind_baselines(base_cfg)}
 
     # Figure 4 (t-SNE), negative audio, Figure 5 (presence over training)
-    from tools.figures import tsne_figure
+    from study.figures import tsne_figure
     figs, negatives = {}, {}
     for v in ("ezvsl", "avgn"):
         vr = runs_of(runs, v, seeds)

@@ -16,9 +16,36 @@ import soundfile as sf
 import torch
 from PIL import Image, ImageDraw
 
-from datasets.render import CLASS_NAMES, _local_coords, _paint, _shape_mask, add_noise, render_sound
+from datasets.render import CLASS_NAMES, local_coords, paint, shape_mask, add_noise, render_sound
+from utils.config import load_config
 
 QUICK_START = "configs/synthetic.yaml"
+# a model small enough for unit tests: tiny('model.depth=2') adds overrides
+TINY = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.num_classes=5"]
+
+# a training run small enough for tests: train.main(['--config', QUICK_START, *TINY_RUN, ...])
+TINY_RUN = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1",
+            "model.visual_stride=8", "data.image_size=32", "data.audio.n_fft=256",
+            "data.audio.hop=172", "data.audio.frames=32", "data.audio.freq_bins=64",
+            "data.synthetic_train=64", "data.num_workers=0", "data.max_items=24",
+            "train.batch_size_per_gpu=8", "train.epochs=1", "train.log_every=1",
+            "eval.batch_size=16", "eval.save_vis=0", "train.lr=1e-3"]
+
+
+def tiny(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+def batch(B=3, H=64, W=64, C=5, N=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(B, 3, H, W, generator=g)
+    spec = torch.randn(B, 1, 64, 48, generator=g)
+    classes = torch.stack([torch.randperm(C, generator=g)[:N] for _ in range(B)])
+    classes[-1, 1:] = -1  # the last sample has one source
+    labels = torch.zeros(B, C)
+    for b, n in (classes >= 0).nonzero().tolist():
+        labels[b, classes[b, n]] = 1
+    return image, spec, classes, labels
 
 
 def synthetic_frame(rng, width=854, height=480):
@@ -118,7 +145,7 @@ def _draw(img, cls, box, seed):
     x0, y0, x1, y1 = box
     patch = img[y0:y1, x0:x1]  # a view: painting it paints img
     local = (0, 0, x1 - x0, y1 - y0)
-    _paint(patch, cls, local, _shape_mask(cls, *_local_coords(local)), np.random.default_rng(seed))
+    paint(patch, cls, local, shape_mask(cls, *local_coords(local)), np.random.default_rng(seed))
 
 
 def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=44100,
@@ -159,8 +186,8 @@ def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=4410
 def _hue_direction(cls):
     """Unit RGB direction (zero mean) of class `cls`'s color, in ImageNet-normalized units."""
     from datasets.image import IMAGENET_STD
-    from datasets.render import _SPEC, _hsv_to_rgb
-    rgb = _hsv_to_rgb(_SPEC[cls]["hue"], 0.8, 0.9)
+    from datasets.render import CLASS_SPEC, hsv_to_rgb
+    rgb = hsv_to_rgb(CLASS_SPEC[cls]["hue"], 0.8, 0.9)
     gray = np.full(3, 0.45, np.float32)
     d = (rgb - gray) / np.array(IMAGENET_STD, np.float32)
     d = d - d.mean()  # insensitive to brightness

@@ -273,7 +273,7 @@ def test_audio_window_center_tile_resample(tmp_path):
 
 def test_audio_window_from_video_container(tmp_path):
     from datasets.audio import cut_window, decode_av
-    from tools.fixtures import write_test_video
+    from tests.fixtures import write_test_video
     path, sr = str(tmp_path / "v.mp4"), 16000
     hz = [300, 600, 900, 1200, 1500, 1800]  # one tone per second
     write_test_video(path, seconds=6.0, fps=5, sample_rate=sr, freq=hz)

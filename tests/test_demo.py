@@ -1,6 +1,6 @@
 """demo.py end to end on generated clips, with a checkpoint whose answer is known by hand.
 
-The checkpoint (tools.fixtures.color_checkpoint) is the quick-start AVGN with AVCT off and
+The checkpoint (tests.fixtures.color_checkpoint) is the quick-start AVGN with AVCT off and
 weights set so that the map of a class peaks on that class's color; it loads through the normal
 checkpoint path. The clip: a 'disc' moves left to right while its sound plays, a silent 'star'
 stays still in the lower half.
@@ -18,7 +18,7 @@ from PIL import Image
 
 import demo
 from demo import DemoError, select_classes
-from tools.fixtures import color_checkpoint, write_clip
+from tests.fixtures import color_checkpoint, write_clip
 from utils.checkpoint import save_checkpoint
 
 W, H, FPS, SECONDS = 128, 96, 15, 3.0

@@ -6,7 +6,7 @@ import soundfile as sf
 from PIL import Image
 
 from datasets import build_dataset, read_list
-from tools.fixtures import write_test_video
+from tests.fixtures import write_test_video
 from tools.prepare_videos import main, merge_marker
 from utils.config import Config
 

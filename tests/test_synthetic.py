@@ -41,7 +41,7 @@ def _class_pixels(frame, cls):
     """Pixels of `cls`'s hue (saturated, not dark) in an RGB PIL frame: [H, W] bool."""
     hsv = np.asarray(frame.convert("HSV"), np.float32)
     hue = hsv[..., 0] * 360.0 / 256.0
-    diff = np.abs((hue - render._SPEC[cls]["hue"] + 180.0) % 360.0 - 180.0)
+    diff = np.abs((hue - render.CLASS_SPEC[cls]["hue"] + 180.0) % 360.0 - 180.0)
     return (diff < 12.0) & (hsv[..., 1] > 0.45 * 255) & (hsv[..., 2] > 0.3 * 255)
 
 
@@ -139,7 +139,7 @@ def test_annotations_match_pixels(root):
 
 
 def test_audio_pitch_matches_class(root):
-    f0s = np.array([render._SPEC[c]["f0"] for c in syn.CLASS_NAMES])
+    f0s = np.array([render.CLASS_SPEC[c]["f0"] for c in syn.CLASS_NAMES])
     for e in read_list(os.path.join(root, "test.txt"), 2, 2):
         wave, sr = sf.read(os.path.join(root, "audio", f"{e.id}.wav"), dtype="float32")
         assert sr == SR and wave.ndim == 1 and len(wave) == SR

@@ -1,7 +1,7 @@
 """The fast options of train.py (train.channels_last, train.compile, train.amp, fused Adam, loader
 settings) leave the loss as it is, within the tolerances stated here.
 
-Tests whose name contains `cuda` need a GPU (run them with `pytest -k cuda`, tools/gpu_check.sh).
+Tests whose name contains `cuda` need a GPU (run them with `pytest -k cuda`, benchmarks/gpu_check.sh).
 """
 import os
 
@@ -91,7 +91,7 @@ def test_compile_traces_the_model_and_criterion_to_the_same_loss():
 
 @pytest.mark.skipif(not os.environ.get("AVGN_TEST_INDUCTOR"),
                     reason="inductor code generation takes minutes on this CPU; "
-                           "set AVGN_TEST_INDUCTOR=1 (tools/bench_train.py --compile times it)")
+                           "set AVGN_TEST_INDUCTOR=1 (benchmarks/bench_train.py --compile times it)")
 def test_compile_inductor_same_loss():
     batch = small_batch()
     ref, _ = loss_and_grads(small_model(), batch)

@@ -217,9 +217,13 @@ def process(path: str, cls: Optional[str], args) -> List[str]:
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
+    if not os.path.isdir(args.videos):
+        raise SystemExit(f"--videos {args.videos}: no such folder")
+    videos = find_videos(args.videos)
+    if not videos:
+        raise SystemExit(f"--videos {args.videos}: no file under it")
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
-    videos = find_videos(args.videos)
     wanted = music_frames(args.music_lists) if args.music_lists else None
     if wanted is not None:
         have = {stem_of(p) for p, _ in videos}

@@ -1,4 +1,4 @@
-"""tools/gpu_check.sh as a dry run on the CPU at tiny size: every stage but the GPU itself."""
+"""benchmarks/gpu_check.sh as a dry run on the CPU at tiny size: every stage but the GPU itself."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, GPU_CHECK_DEVICE="cpu", GPU_CHECK_TINY="1", GPU_CHECK_OUT=str(out),
                OMP_NUM_THREADS="1", PYTHON=sys.executable)  # the interpreter of the tests
-    p = subprocess.run(["bash", "tools/gpu_check.sh"], env=env, capture_output=True, text=True,
+    p = subprocess.run(["bash", "benchmarks/gpu_check.sh"], env=env, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())

@@ -1,4 +1,4 @@
-"""tools/leak.py: where a mixture's thresholded maps fall, by hand and on a trained checkpoint."""
+"""study/leak.py: where a mixture's thresholded maps fall, by hand and on a trained checkpoint."""
 import json
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 
 import train
 from metrics import MultiSourceEvaluator
-from tools.leak import LeakEvaluator, main, silent_objects, split_on_pixels
+from study.leak import LeakEvaluator, main, silent_objects, split_on_pixels
 
 
 def test_split_on_pixels_by_hand():
@@ -82,7 +82,7 @@ def test_leak_evaluator_splits_each_sources_map_and_keeps_the_set_metrics(protoc
 
 
 def test_tools_leak_on_a_trained_checkpoint_matches_test_py(tmp_path, script):
-    from test_train import TINY
+    from tests.fixtures import TINY_RUN as TINY
     root, run = str(tmp_path / "root"), tmp_path / "runs" / "tiny_s0"
     train.main(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
                 f"train.output_dir={run}", "train.max_steps=1"])

@@ -1,4 +1,4 @@
-"""tools.reproduce, tools.report and tools.figures: run planning, aggregation, tables, presence
+"""study.reproduce, study.report and study.figures: run planning, aggregation, tables, presence
 metrics."""
 import math
 import os
@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from tools.figures import presence_metrics
-from tools.report import (aggregate, finite, fmt_change, fmt_stat, markdown_table, mean_std,
+from study.figures import presence_metrics
+from study.report import (aggregate, finite, fmt_change, fmt_stat, markdown_table, mean_std,
                           write_report)
-from tools.reproduce import curve_points, plan_runs
+from study.reproduce import curve_points, plan_runs
 from utils.config import load_config
 
 
@@ -29,7 +29,7 @@ def test_formatting():
     assert fmt_change(mean_std([0.1, 0.3])) == "+20.0 ± 14.1 %"
     table = markdown_table(["a", "b"], [["1", "2"], ["3", "4"]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"one cell per header \(2\); got \['1'\]"):
         markdown_table(["a", "b"], [["1"]])
     assert finite({"x": float("nan"), "y": [np.float32(1.5), np.int64(2)]}) == {"x": None, "y": [1.5, 2]}
 
@@ -71,7 +71,7 @@ def test_presence_metrics_by_hand():
 def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_ezvsl():
     import torch
     from models import build_model
-    from tools.figures import model_outputs
+    from study.figures import model_outputs
     from utils.config import load_config
 
     class Items(torch.utils.data.Dataset):  # samples of the dataset contract, random content
@@ -107,7 +107,7 @@ def test_figure_embeddings_are_the_class_groups_of_avgn_and_pooled_features_of_e
 
 def test_report_from_a_summary_alone(tmp_path):
     run = {"frame": {"synthetic:test": {"AP": 0.4}, "synthetic:test_pairs": {"CAP": 0.5}}}
-    summary = {"command": "python -m tools.reproduce --quick", "mode": "quick", "seeds": [0, 1],
+    summary = {"command": "python -m study.reproduce --quick", "mode": "quick", "seeds": [0, 1],
                "steps": 8, "extra": [], "select": "last",
                "baselines": {"center": {"frame": {"synthetic:test": {"AP": 0.2}}}},
                "variant_labels": {"avgn": "AVGN"}, "iou_key": "IoU@0.5", "ciou_key": "CIoU@0.3",
@@ -118,7 +118,7 @@ def test_report_from_a_summary_alone(tmp_path):
     assert tables["table1_2"]["AVGN"]["AP"]["mean"] == pytest.approx(0.5)
     assert tables["table1_2"]["AVGN"]["pairs/frame CAP"]["n"] == 1  # seed 1 lacks the pairs
     text = (tmp_path / "tables.md").read_text()
-    assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m tools.reproduce --quick" in text
+    assert "| AVGN | 0.500 ± 0.141 |" in text and "python -m study.reproduce --quick" in text
     assert tables["protocols"]["AVGN"]["frame CAP"]["mean"] == pytest.approx(0.5)
     assert "| 0.500 (n=1) |" in text  # the pairs of seed 0 only
     assert "| center (no audio) | 0.200 |" in text  # computed once: no n
@@ -130,7 +130,7 @@ def test_report_from_a_summary_alone(tmp_path):
 def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path):
     """Stored configs with loss.symmetric true and without model.assign_eps are today's
     anchor_class and 1e-6, not 'another config'."""
-    from tools.reproduce import checkpoint_step
+    from study.reproduce import checkpoint_step
     from utils.checkpoint import save_checkpoint
     from utils.config import to_dict
     run = plan_runs(["avgn"], [0], 8, str(tmp_path), [], str(tmp_path / "data"))[0]
@@ -144,7 +144,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes_in_the_reproduction(tmp_path
 def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
     """A run folder kept in git without its checkpoint: its log reaches the run's steps."""
     import json
-    from tools.reproduce import evaluate_run, finished, stored, train
+    from study.reproduce import evaluate_run, finished, stored, train
     run = plan_runs(["avgn"], [0], 8, str(tmp_path), [], str(tmp_path / "data"))[0]
     calls = []
 
@@ -172,12 +172,12 @@ def test_a_stored_run_is_neither_trained_nor_evaluated_again(tmp_path):
 
 def test_the_stand_in_trunk_is_made_once_for_its_sizes(tmp_path, monkeypatch):
     import json
-    import tools.reproduce as reproduce
+    import study.reproduce as reproduce
     monkeypatch.setattr(reproduce, "STAND_IN", str(tmp_path / "trunk.pth"))
     calls = []
     runner = lambda argv, log, tag: calls.append(argv)  # noqa: E731
     reproduce.stand_in(runner, [], str(tmp_path))
-    assert calls and calls[0][:2] == ["-m", "tools.pretrain_visual"]
+    assert calls and calls[0][:2] == ["-m", "study.pretrain_visual"]
     (tmp_path / "trunk.pth").write_bytes(b"")
     (tmp_path / "trunk.json").write_text(json.dumps({"width": 16, "visual_stride": 8,
                                                      "image_size": 64}))
@@ -190,7 +190,7 @@ def test_the_stand_in_trunk_is_made_once_for_its_sizes(tmp_path, monkeypatch):
 
 def test_the_separation_set_also_tests_its_runs_with_competing_maps(tmp_path):
     import json
-    from tools.reproduce import COMPETE, COMPETE_TAU, SET_EVALS, evaluate_run
+    from study.reproduce import COMPETE, COMPETE_TAU, SET_EVALS, evaluate_run
     evals = {v: SET_EVALS["separation"] for v in ("avgn",)}
     runs = plan_runs(["avgn", "depth1", "ezvsl"], [0], 8, str(tmp_path), [],
                      str(tmp_path / "data"), evals)
