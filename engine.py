@@ -14,12 +14,13 @@ from contextlib import nullcontext
 
 import torch
 
-from datasets import build_dataset, build_loader
+from datasets import build_dataset, build_loader, training_class_names
 from datasets.image import to_rgb
 from metrics import MultiSourceEvaluator, SingleSourceEvaluator
 from models import build_model, compete_maps, localization_maps, presence, upsample_maps
+from models.authors import authors_sizes, convert_authors_state_dict, is_authors_state_dict
 from utils.checkpoint import load_checkpoint
-from utils.config import ConfigError, apply_overrides, from_dict, to_dict
+from utils.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from utils.dist import all_reduce_sum, is_dist, is_main_process
 from utils.logger import logger, progress
 from utils.visualize import plot_overlay
@@ -235,12 +236,55 @@ def model_from_checkpoint(ckpt, cfg, device):
     return model.to(device).eval()
 
 
+# what the released code fixes and its checkpoints do not record (model.py:54-91: 8 heads)
+RELEASED_FIXED = {"model.arch": "authors", "model.heads": 8}
+
+
+def released_checkpoint(ckpt, overrides, path):
+    """A checkpoint of the released AVGN code (stoneMo/AVGN train.py:228-234: {'model' (with
+    'module.' prefixes under DDP), 'optimizer', 'epoch', 'best_Precision', ...}, no config) -> a
+    checkpoint dict of ours: the weights through `convert_authors_state_dict`; a config of
+    model.arch=authors at the weights' sizes (C x D class tokens, transformer depth), then
+    `overrides` (data.*, eval.*, and model.assignment=hard for a model trained with
+    --attn_assign hard: the weights do not tell); the class names are the sorted classes of the
+    training list of data.dataset, the numbering of the released datasets.py, so data.dataset
+    (and data.root / data.metadata) must name the data it was trained on."""
+    try:
+        state = convert_authors_state_dict(ckpt["model"])
+        C, D, depth = authors_sizes(state)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a checkpoint of the released AVGN code: {e}") from None
+    fixed = dict(RELEASED_FIXED, **{"model.dim": D, "model.num_classes": C, "model.depth": depth})
+    cfg = apply_overrides(Config(), [f"{k}={v}" for k, v in fixed.items()] + list(overrides))
+    changed = [f"{k}={v}" for k, v in fixed.items()
+               if getattr(cfg.model, k.split(".")[1]) != v]
+    if changed:
+        raise ValueError(f"{path} is a checkpoint of the released AVGN code, which needs "
+                         f"{', '.join(changed)}; do not override them")
+    names = training_class_names(cfg)
+    if len(names) != C:
+        raise ValueError(f"{path} is a checkpoint of the released AVGN code with {C} classes, but "
+                         f"the training list of data.dataset={cfg.data.dataset} has {len(names)}: "
+                         f"its class names are the sorted classes of the list it was trained on; "
+                         f"set data.dataset (and data.root / data.metadata) to that data")
+    logger.info("%s: a checkpoint of the released AVGN code (epoch %s), read as model.arch=authors "
+                "with C=%d, D=%d, depth %d", path, ckpt.get("epoch"), C, D, depth)
+    return {"model": state, "config": to_dict(cfg), "class_names": names,
+            "epoch": ckpt.get("epoch")}
+
+
 def load_trained(path, device, overrides=()):
     """Checkpoint file written by train.py -> (checkpoint dict, its config with `overrides`
     applied, the model in eval mode on `device`). Every failure is one line naming `path`:
     missing or unreadable file (FileNotFoundError / RuntimeError), a stored config or override
-    this schema rejects (ConfigError), class names or weights that do not fit (ValueError)."""
-    ckpt = load_checkpoint(path)
+    this schema rejects (ConfigError), class names or weights that do not fit (ValueError).
+    A checkpoint of the released AVGN code is read through `released_checkpoint`."""
+    ckpt = load_checkpoint(path, required=("model",))
+    if "config" not in ckpt and is_authors_state_dict(ckpt["model"]):
+        ckpt = released_checkpoint(ckpt, overrides, path)
+    missing = [k for k in ("config", "class_names") if k not in ckpt]
+    if missing:
+        raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
     try:
         stored = from_dict(ckpt["config"], stored=True)
     except ConfigError as e:

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.authors import AuthorsAVGN
 from models.avgn import localization_maps, modulated_cosine
 from utils.dist import all_gather_with_grad, get_rank
 
@@ -179,10 +180,77 @@ class AVGNCriterion(nn.Module):
         return losses
 
 
+class AuthorsCriterion(nn.Module):
+    """The released code's objective (stoneMo/AVGN model.py:109-124 and :159-181, summed as its
+    train.py:268-269), for `model.arch: authors` (models/authors.py). Returns {loc, cls_token,
+    cls_audio, cls_visual, total}.
+
+    Each sample has one anchor, its first source c_b (the class of a mixture's first frame, the
+    only frame the model sees in training), and its audio is seen through that class:
+        L[n, m] = max_p <f^v_{n,p}, g^a_{m,c_m}> / tau     (image n, audio m; g^a not normalized)
+        loc = CE(L, target n) + CE(L^T, target m)          (both directions, model.py:109-115)
+    with the samples of this process as negatives (no gather across processes).
+    cls_token = CE(FC_cls(c_i), i); cls_audio = BCE(sigmoid(logits_a), y) with y the multi-hot of
+    every source (the mixture's audio); cls_visual = BCE(sigmoid(logits_v), y_v) with y_v the
+    one-hot of c_b when the model cut a canvas to its first frame (`out['first_frame']`), else y
+    (model.py:128-134). The BCE is torch's on the probabilities, as the released code's.
+
+    Args:
+        tau: temperature (loss.tau).
+        weights: dict of term weights (loc, cls_token, cls_audio, cls_visual), each missing one 1.0.
+    forward(out, classes [B, N] (-1 padding, at least one source per sample), labels [B, C]).
+    """
+
+    def __init__(self, tau=0.03, weights=None):
+        super().__init__()
+        self.tau = tau
+        self.weights = dict(loc=1.0, cls_token=1.0, cls_audio=1.0, cls_visual=1.0)
+        self.weights.update(weights or {})
+
+    def forward(self, out, classes, labels):
+        B, C = out["logits_a"].shape
+        first = classes[:, 0]  # [B] the anchor of each sample
+        if (first < 0).any():
+            raise ValueError("every sample needs a source: classes[:, 0] holds -1")
+        # g^a_{b, c_b}; index_select: a backward that sums in a fixed order (see above)
+        a = out["audio_groups"].flatten(0, 1).index_select(0, torch.arange(B, device=first.device)
+                                                           * C + first)  # [B, D]
+        logits = torch.einsum("npd,md->nmp", out["fv"], a).amax(dim=-1) / self.tau  # [B, B]
+        target = torch.arange(B, device=first.device)
+        labels = labels.to(out["logits_a"].dtype)
+        visual_labels = F.one_hot(first, C).to(labels.dtype) if out["first_frame"] else labels
+        losses = {
+            "loc": F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target),
+            "cls_token": F.cross_entropy(out["token_logits"], torch.arange(C, device=first.device)),
+            "cls_audio": F.binary_cross_entropy(out["logits_a"].sigmoid(), labels),
+            "cls_visual": F.binary_cross_entropy(out["logits_v"].sigmoid(), visual_labels),
+        }
+        losses["total"] = sum(self.weights[k] * v for k, v in losses.items())
+        return losses
+
+
+# loss keys whose terms or options the released objective does not have, with the value that
+# leaves them off; model.arch=authors refuses other values (loss.symmetric is not read: the
+# released objective has its own two directions)
+AUTHORS_LOSS_FIXED = {"gather_negatives": False, "w_loc_agnostic": 0.0, "w_separation": 0.0,
+                      "patch_grad": True}
+
+
 def build_criterion(cfg, model):
     """cfg: the full Config (uses cfg.loss); model: the model being trained, before any DDP
-    wrapper (uses model.modulate: L_loc compares the features that its maps compare)."""
+    wrapper (uses model.modulate: L_loc compares the features that its maps compare; an
+    AuthorsAVGN gets the released code's objective, `AuthorsCriterion`)."""
     lc = cfg.loss
+    if isinstance(model, AuthorsAVGN):
+        wrong = [k for k, v in AUTHORS_LOSS_FIXED.items() if getattr(lc, k) != v]
+        if wrong:
+            raise ValueError("model.arch=authors trains the released objective, which has no "
+                             + ", ".join(f"loss.{k}={str(getattr(lc, k)).lower()}" for k in wrong)
+                             + "; set " + ", ".join(f"loss.{k}={str(AUTHORS_LOSS_FIXED[k]).lower()}"
+                                                    for k in wrong))
+        return AuthorsCriterion(tau=lc.tau, weights=dict(
+            loc=lc.w_loc, cls_token=lc.w_cls_token, cls_audio=lc.w_cls_audio,
+            cls_visual=lc.w_cls_visual))
     return AVGNCriterion(tau=lc.tau, symmetric=lc.symmetric, gather_negatives=lc.gather_negatives,
                          weights=dict(loc=lc.w_loc, cls_token=lc.w_cls_token,
                                       cls_audio=lc.w_cls_audio, cls_visual=lc.w_cls_visual,

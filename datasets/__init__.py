@@ -9,11 +9,13 @@ from functools import partial
 from typing import Optional, Sequence
 
 from .benchmarks import BENCHMARKS, build_from_spec, training_lists  # noqa: F401
+from .benchmarks import training_class_names as _benchmark_class_names
 from .dataset import AudioVisualDataset, MixtureSampler, collate  # noqa: F401
 from .loader import ClassBalancedBatchSampler, build_loader  # noqa: F401
 from .records import (DataError, ListEntry, Record, canonical_class, read_list,  # noqa: F401
                       read_music_json, read_pair_list, read_vggss_json, read_vggsound_csv,
                       write_list)
+from .render import CLASS_NAMES as SYNTHETIC_CLASSES
 from .synthetic import build_synthetic
 
 # name -> builder(cfg, split, class_names=None, report=None)
@@ -38,3 +40,11 @@ def build_dataset(cfg, split: str, name: Optional[str] = None,
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name](cfg, split, class_names=class_names, report=report)
+
+
+def training_class_names(cfg, name: Optional[str] = None) -> list:
+    """The training classes of dataset `name` (default data.dataset), in class-index order (the
+    sorted classes of its training list; the synthetic benchmark's fixed list), without building
+    the dataset. Raises DataError when the training list is missing."""
+    name = name or cfg.data.dataset
+    return list(SYNTHETIC_CLASSES) if name == "synthetic" else _benchmark_class_names(cfg, name)

@@ -163,6 +163,15 @@ def training_lists(cfg, name: Optional[str] = None) -> List[str]:
     return _train_lists(cfg, spec) if spec else []
 
 
+def training_class_names(cfg, name: Optional[str] = None) -> List[str]:
+    """The classes of benchmark `name`'s (default data.dataset) training list, sorted: class
+    index = position, as in training here (`build_from_spec`) and in the released AVGN code."""
+    name = name or cfg.data.dataset
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(sorted(BENCHMARKS))}")
+    return sorted({c for e in _read_train_list(cfg, name, BENCHMARKS[name]) for c in e.classes})
+
+
 def _read_train_list(cfg, name, spec, report=None):
     entries = []
     for path in _train_lists(cfg, spec):

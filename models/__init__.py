@@ -1,9 +1,33 @@
 """Models: `build_model(cfg)` translates the config into constructor arguments."""
+from .authors import AuthorsAVGN, convert_authors_state_dict
 from .avgn import AVGN, compete_maps, localization_maps, modulated_cosine, presence, upsample_maps
 from .ezvsl import EZVSL
 
+# keys of the schema's `model` section with the one value model.arch=authors can honour (another
+# value is an error); token_init_std and loc_features are not read by it: the released model's
+# class tokens start at zero and its maps are its own logit (models/authors.py)
+AUTHORS_FIXED = {"use_class_tokens": True, "use_grouping": True, "audio_tokens": "global",
+                 "zero_init_residual": False}
+
+
+def _build_authors(m):
+    def text(v):  # as a config override writes it
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    wrong = [k for k, v in AUTHORS_FIXED.items() if getattr(m, k) != v]
+    if wrong:
+        raise ValueError("model.arch=authors builds the released model, which has no "
+                         + ", ".join(f"model.{k}={text(getattr(m, k))}" for k in wrong)
+                         + "; set "
+                         + ", ".join(f"model.{k}={text(AUTHORS_FIXED[k])}" for k in wrong))
+    return AuthorsAVGN(num_classes=m.num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
+                       mlp_ratio=m.mlp_ratio, assignment=m.assignment, gumbel_tau=m.gumbel_tau,
+                       assign_eps=m.assign_eps, width=m.width, visual_stride=m.visual_stride,
+                       pretrained=m.pretrained, pretrained_path=m.pretrained_path)
+
 
 def _build_avgn(m):
+    if m.arch == "authors":
+        return _build_authors(m)
     return AVGN(num_classes=m.num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
                 mlp_ratio=m.mlp_ratio, use_class_tokens=m.use_class_tokens,
                 use_grouping=m.use_grouping, assignment=m.assignment, gumbel_tau=m.gumbel_tau,
@@ -15,6 +39,9 @@ def _build_avgn(m):
 
 
 def _build_ezvsl(m):
+    if m.arch != "paper":
+        raise ValueError(f"model.arch={m.arch} is a form of AVGN; model.name=ezvsl has one form "
+                         f"(leave model.arch at 'paper')")
     return EZVSL(num_classes=m.num_classes, dim=m.dim, width=m.width, visual_stride=m.visual_stride,
                  audio_tokens=m.audio_tokens, pretrained=m.pretrained,
                  pretrained_path=m.pretrained_path, zero_init_residual=m.zero_init_residual)
@@ -30,5 +57,6 @@ def build_model(cfg):
     return MODELS[cfg.model.name](cfg.model)
 
 
-__all__ = ["AVGN", "EZVSL", "build_model", "compete_maps", "localization_maps", "modulated_cosine",
-           "presence", "upsample_maps"]
+__all__ = ["AVGN", "AuthorsAVGN", "EZVSL", "build_model", "compete_maps",
+           "convert_authors_state_dict", "localization_maps", "modulated_cosine", "presence",
+           "upsample_maps"]

@@ -210,14 +210,16 @@ class AVGN(nn.Module):
 
 def localization_maps(out, classes, modulated=False):
     """Class-aware maps on the feature grid: cos(g^a_c, f^v_p * g^v_c) (modulated, Eq. 10) or
-    cos(g^a_c, f^v_p); a class-agnostic output (visual_groups None) gives cos(f^a, f^v_p).
+    cos(g^a_c, f^v_p); a class-agnostic output (visual_groups None) gives cos(f^a, f^v_p); an
+    output with `cosine` False (model.arch=authors) gives the released code's <g^a_c, f^v_p>, the
+    normalized patches against the group token as it is (models/authors.py).
 
     Args:
         out: a model's forward output.
         classes: [B, N] long class ids per sample, -1 for padding.
         modulated: the model's `modulate` (loc_features == 'modulated').
     Returns:
-        [B, N, h, w] cosine maps in [-1, 1]; zeros where the class is -1.
+        [B, N, h, w] cosine maps in [-1, 1] (or those dot products); zeros where the class is -1.
     """
     B, N = classes.shape
     h, w = out["grid"]
@@ -228,7 +230,10 @@ def localization_maps(out, classes, modulated=False):
         g = out["visual_groups"].gather(1, idx) if modulated else None
     else:
         a, g = out["audio_groups"].expand(-1, N, -1), None  # same map for every class
-    m = modulated_cosine(a, out["fv"], g)  # [B, N, P]
+    if out.get("cosine", True):
+        m = modulated_cosine(a, out["fv"], g)  # [B, N, P]
+    else:  # the released code's logit (times tau)
+        m = torch.einsum("bnd,bpd->bnp", a, out["fv"])  # [B, N, P]
     m = m * valid.unsqueeze(-1).to(m.dtype)
     return m.view(B, N, h, w)
 

@@ -178,13 +178,15 @@ def _schema_default(key):
 def _constructors():
     """(callable, {parameter: schema key}) for every constructor in models/ and losses.py whose
     parameters take schema values; a parameter missing from the map has no schema key."""
-    from losses import AVGNCriterion
+    from losses import AuthorsCriterion, AVGNCriterion
+    from models.authors import AuthorsAVGN
     from models.avgn import AVGN, Block, ClassTokenTransformer, Grouping
     from models.encoders import AudioEncoder, ResNet18Trunk, VisualEncoder, load_imagenet_weights
     from models.ezvsl import EZVSL
     model = {f.name: f"model.{f.name}" for f in dataclasses.fields(Config().model)}
     return [
         (AVGN, model),
+        (AuthorsAVGN, model),
         (EZVSL, model),
         (Block, model),
         (ClassTokenTransformer, model),
@@ -194,17 +196,18 @@ def _constructors():
         (ResNet18Trunk, dict(model, output_stride="model.visual_stride")),
         (load_imagenet_weights, {"path": "model.pretrained_path"}),
         (AVGNCriterion, {f.name: f"loss.{f.name}" for f in dataclasses.fields(Config().loss)}),
+        (AuthorsCriterion, {"tau": "loss.tau"}),
     ]
 
 
 # parameters with a default that no schema key gives (the criterion's `weights` and `modulated`
 # are checked below)
 NOT_IN_SCHEMA = {("ResNet18Trunk", "in_channels"), ("AVGNCriterion", "weights"),
-                 ("AVGNCriterion", "modulated")}
+                 ("AVGNCriterion", "modulated"), ("AuthorsCriterion", "weights")}
 
 
 def test_constructor_defaults_are_the_schemas():
-    from losses import AVGNCriterion
+    from losses import AuthorsCriterion, AVGNCriterion
     checked = 0
     for fn, keys in _constructors():
         for name, p in inspect.signature(fn).parameters.items():
@@ -222,6 +225,8 @@ def test_constructor_defaults_are_the_schemas():
     assert AVGNCriterion().weights == {k: _schema_default(f"loss.w_{k}")
                                        for k in AVGNCriterion().weights}
     assert AVGNCriterion().modulated == (_schema_default("model.loc_features") == "modulated")
+    assert AuthorsCriterion().weights == {k: _schema_default(f"loss.w_{k}")
+                                          for k in AuthorsCriterion().weights}
 
 
 def test_allowed_values_outside_the_schema_are_the_schemas():

@@ -33,20 +33,28 @@ def save_checkpoint(state, path):
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint written by `save_checkpoint`, with a clear error when it is missing,
-    truncated or not one of ours."""
+# numpy scalars, which checkpoints of other code hold (the released AVGN's train.py stores numpy
+# floats such as best_Precision): data only, safe to rebuild with weights_only=True; the scalar
+# also under numpy 1's module name, the one in files written with numpy 1
+_SCALAR = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar  # numpy 2 / 1
+NUMPY_SCALARS = [np.dtype, _SCALAR, (_SCALAR, "numpy.core.multiarray.scalar"),
+                 *(type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4", "?"))]  # dtypes rebuilt
+
+
+def load_checkpoint(path, map_location="cpu", required=("model", "config", "class_names")):
+    """Load a checkpoint written by `save_checkpoint` (or another dict of tensors, with the
+    `required` keys), with a clear error when it is missing, truncated or not one of ours."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_SCALARS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # not torch's text: it may advise weights_only=False (unsafe)
         raise RuntimeError(f"cannot read checkpoint {path}: not a checkpoint written by train.py, "
                            f"or truncated ({type(e).__name__})") from None
     if not isinstance(ckpt, dict):
         raise RuntimeError(f"{path} is not an AVGN checkpoint (holds a {type(ckpt).__name__})")
-    missing = [k for k in ("model", "config", "class_names") if k not in ckpt]
+    missing = [k for k in required if k not in ckpt]
     if missing:
         raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
     return ckpt
-

@@ -55,6 +55,8 @@ def ranged(default, what):
 @dataclass
 class ModelConfig:
     name: Literal["avgn", "ezvsl"] = "avgn"  # the model (Table 1-2: AVGN and the EZ-VSL baseline)
+    # avgn's form: paper (Eq. 2-10 as printed) | authors (the released code, models/authors.py)
+    arch: Literal["paper", "authors"] = "paper"
     dim: int = ranged(512, "> 0")  # D, embedding size of both modalities
     num_classes: int = ranged(37, "> 0")  # C, class tokens (set to the number of training classes)
     depth: int = ranged(3, ">= 0")  # L, transformer blocks per modality over [f; c] (AVCT)
