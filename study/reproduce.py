@@ -46,7 +46,7 @@ import zlib
 import numpy as np
 
 from datasets.dataset import AudioVisualDataset
-from study.report import (DECISIVE, DUET, PAIRS, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
+from study.report import (DECISIVE, DUET, PAIRS, RELEASED, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
                           mean_std, write_report)
 from utils.config import from_dict, load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
@@ -80,6 +80,9 @@ COMPETE = {name + "_compete": (protocol, threshold, sets)
 AUTHORS = ("model.loc_features=raw", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
            "loss.symmetric=own_class")
 AUTHORS_CODE = AUTHORS + ("model.assign_eps=1.0", "model.zero_init_residual=false")
+# the paper configs' epsilon, initialization and objective switches on top of configs/synthetic.yaml
+PAPER_INIT = ("model.assign_eps=1.0", "model.zero_init_residual=false", "loss.w_loc_agnostic=0",
+              "loss.patch_grad=true")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +122,13 @@ VARIANTS = {
     "authors": Variant("the authors' form (raw maps, own_class term)", AUTHORS),
     "authors_code": Variant("the authors' form with their grouping epsilon and initialization",
                             AUTHORS_CODE),
+    # the released model (what configs/paper.yaml trains) and the forms it is compared with
+    "released": Variant("the released model (model.arch=authors)",
+                        PAPER_INIT + ("model.arch=authors", "loss.symmetric=none")),
+    "cosine_own_class": Variant("this project's cosine form of it (raw maps, own_class term)",
+                                PAPER_INIT + ("model.loc_features=raw", "loss.symmetric=own_class")),
+    "eq10_paper": Variant("Eq. 10 as printed, the paper configs' epsilon and initialization",
+                          PAPER_INIT + ("model.loc_features=modulated", "loss.symmetric=none")),
     # beyond the paper: keeping a mixture's sources apart (trained on two-clip mixtures)
     "authors_code_mix2": Variant("the authors' code trained on two-clip mixtures",
                                  AUTHORS_CODE + ("data.num_sources=2",)),
@@ -133,7 +143,8 @@ for _name, _v in list(VARIANTS.items()):
         "model.pretrained=imagenet", f"model.pretrained_path={STAND_IN}"))
 QUICK_VARIANTS = ("ezvsl", "avgn")
 SETS = {"paper": ("ezvsl", "avgn", "paper_objective") + TABLE3 + TABLE4,
-        "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE), "separation": SEPARATION}
+        "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE), "separation": SEPARATION,
+        "released": RELEASED + tuple(v + "_pt" for v in RELEASED)}
 SET_EVALS = {"separation": tuple(COMPETE)}  # evaluations besides EVALS of a set's runs
 # keys that may differ between a run's stored config and the requested one
 _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}
@@ -496,6 +507,9 @@ def parse_args(argv=None):
     p.add_argument("--tsne-items", type=int, default=500, help="test items in the t-SNE figures")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--allow-dirty", action="store_true", help="train and evaluate from a tree "
+                   "with uncommitted changes (refused by default: a table comes from one commit; "
+                   "every run's train.log records the commit, '-dirty' when it had changes)")
     p.add_argument("--no-train", action="store_true", help="summarize the runs already trained "
                    "(evaluating them where needed); the others are left out and named")
     return p.parse_args(argv)
@@ -528,6 +542,11 @@ def main(argv=None):
     out = args.out or os.path.join("study", "results", "quick" if args.quick else "tables")
     out, data_root = _short(out), _short(args.data_root)
     os.chdir(ROOT)  # commands and paths are relative to the repository
+    commit = git_sha()
+    if commit.endswith("-dirty") and not (args.dry_run or args.allow_dirty):
+        raise SystemExit(f"the tree has uncommitted changes ({commit}): a table comes from runs "
+                         "of one commit; commit them (or check the commit out in a git worktree "
+                         "and run there with --out here), or pass --allow-dirty")
     setup_logging(None if args.dry_run else out, "reproduce.log")
     runs = plan_runs(variants, seeds, steps, out, args.extra, data_root, evals)
     runner = Runner(args.dry_run, args.device)

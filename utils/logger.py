@@ -84,10 +84,10 @@ def git_sha():
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=5).stdout.strip()
-        # "-dirty": tracked code differs from HEAD (changes to the committed results/ do not count)
+        # "-dirty": tracked code differs from HEAD (changes to committed results do not count)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)results"], cwd=here, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
+                                ":(exclude)results", ":(exclude)study/results"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -226,3 +226,32 @@ def test_the_separation_set_also_tests_its_runs_with_competing_maps(tmp_path):
     assert table["A"]["pairs CAP"]["mean"] == pytest.approx(0.5)
     assert table[f"A + competing maps (τ_c {COMPETE_TAU})"]["pairs CAP"]["mean"] == pytest.approx(0.6)
     assert summary["variant_labels"] == {"authors_code_pt": "A"}  # the summary is not changed
+
+
+def test_a_dirty_tree_is_refused_unless_told(tmp_path, monkeypatch):
+    """A table comes from runs of one commit: uncommitted code changes stop the reproduction
+    before anything runs; --dry-run and --allow-dirty go on."""
+    import study.reproduce as reproduce
+    monkeypatch.setattr(reproduce, "git_sha", lambda: "abc1234-dirty")
+    with pytest.raises(SystemExit, match=r"uncommitted changes \(abc1234-dirty\)"):
+        reproduce.main(["--only", "released", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+    reproduce.main(["--only", "released", "--dry-run", "--out", str(tmp_path / "out")])
+
+
+def test_the_released_set_trains_the_released_model_beside_its_cosine_form_and_eq10():
+    """released: model.arch=authors (what the paper configs train) at the CPU size; Eq. 10 and the
+    cosine form with the paper configs' epsilon and initialization (not the recipe's)."""
+    from study.reproduce import SETS, VARIANTS
+    from utils.config import load_config
+    assert len(SETS["released"]) == 10 and "released_pt" in SETS["released"]
+    cfg = {name: load_config("configs/synthetic.yaml", list(VARIANTS[name].overrides))
+           for name in ("released", "cosine_own_class", "eq10_paper")}
+    assert cfg["released"].model.arch == "authors"
+    for c in cfg.values():
+        assert (c.model.assign_eps, c.model.zero_init_residual) == (1.0, False)
+        assert (c.loss.w_loc_agnostic, c.loss.patch_grad, c.loss.gather_negatives) == (0, True, False)
+    assert (cfg["eq10_paper"].model.arch, cfg["eq10_paper"].model.loc_features,
+            cfg["eq10_paper"].loss.symmetric) == ("paper", "modulated", "none")
+    assert (cfg["cosine_own_class"].model.loc_features,
+            cfg["cosine_own_class"].loss.symmetric) == ("raw", "own_class")
