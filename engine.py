@@ -171,10 +171,12 @@ def predicted_classes(scores, classes):
 
 
 @torch.no_grad()
-def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_tau=0.0):
+def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_tau=0.0,
+             upsample="bilinear"):
     """Run the model over `loader` and return `evaluator.compute()` (gathered over processes),
     without recall@N for a class-agnostic model (its presence scores are uniform).
-    compete_tau > 0: a mixture's maps compete for each pixel (`compete_maps`, beyond the paper)."""
+    compete_tau > 0: a mixture's maps compete for each pixel (`compete_maps`, beyond the paper).
+    upsample: how the maps reach the image size (eval.upsample)."""
     model.eval()
     multi = isinstance(evaluator, MultiSourceEvaluator)
     per_frame = multi and evaluator.protocol == "per_frame"
@@ -189,7 +191,7 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_
 
         def canvas_maps(cls):  # [B, N, H, W]: each frame's part from the model's output on it
             maps = torch.cat([upsample_maps(localization_maps(o, cls, module.modulate),
-                                            (gt.shape[-2], f.shape[-1]))
+                                            (gt.shape[-2], f.shape[-1]), upsample)
                               for o, f in zip(outs, frames)], dim=-1).cpu()
             return compete_maps(maps, cls.cpu(), compete_tau) if compete_tau > 0 else maps
         classes = batch["classes"]
@@ -348,7 +350,7 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         evaluator = build_evaluator(dataset, cfg.eval)
         metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry,
-                           compete_tau=cfg.eval.compete_tau)
+                           compete_tau=cfg.eval.compete_tau, upsample=cfg.eval.upsample)
         results[entry] = metrics
         tag = entry.replace(":", "_")
         # collective (gathers every process's rows), writes on rank 0

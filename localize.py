@@ -111,7 +111,7 @@ class Localizer:
         """A decoded frame and the audio around `center` (seconds into `wave`) -> model inputs
         image [3, S, S], spec [1, F, T]."""
         a = self.cfg.data.audio
-        image = apply_image(frame.to_image(), self.geometry)
+        image = apply_image(frame.to_image(), self.geometry, self.cfg.data.interpolation)
         spec = spectrogram_from_config(cut_window(wave, a.sample_rate, a.seconds, center), a)
         return image, spec
 

@@ -224,7 +224,8 @@ def train_epochs(run, train_set, val_set, out_dir, stop):
         done = state["epoch"] >= t.epochs or (t.max_steps and state["step"] >= t.max_steps)
         if val_loader is not None and (done or (finished and state["epoch"] % t.eval_every == 0)):
             metrics = evaluate(run.model, val_loader, build_evaluator(val_set, cfg.eval), device,
-                               t.amp, desc="val", compete_tau=cfg.eval.compete_tau)
+                               t.amp, desc="val", compete_tau=cfg.eval.compete_tau,
+                               upsample=cfg.eval.upsample)
             logger.info(format_metrics(f"val (epoch {epoch})", metrics))
             record.update({f"val_{k}": v for k, v in metrics.items()})
             if math.isnan(selection_metric(metrics)):

@@ -68,7 +68,8 @@ class Trainer:
     """Model, criterion and Adam as train.py builds them; `step(batch)` is one training step."""
 
     def __init__(self, cfg, device, variant):
-        cfg.model.name = "ezvsl" if "enc" in variant else cfg.model.name
+        if "enc" in variant:  # EZ-VSL has one form
+            cfg.model.name, cfg.model.arch = "ezvsl", "paper"
         torch.manual_seed(0)
         self.eager = build_model(cfg).to(device)
         self.criterion = build_criterion(cfg, self.eager)

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
+from scipy.signal import resample_poly, spectrogram
 
 from .records import DataError
 
@@ -165,24 +165,40 @@ def peak_limit(x: np.ndarray) -> np.ndarray:
 _WINDOWS = {}
 
 
+FRONTENDS = ("stft", "released")
+
+
 def log_spectrogram(wave, n_fft: int = 512, hop: int = 220, frames: int = 300,
-                    freq_bins: int = 0, log_mean: float = -4.0, log_std: float = 4.0) -> torch.Tensor:
+                    freq_bins: int = 0, log_mean: float = -4.0, log_std: float = 4.0,
+                    frontend: str = "stft", sample_rate: int = 22050) -> torch.Tensor:
     """Waveform [S] -> normalized log power spectrogram [1, F, T].
 
-    |STFT|^2 (Hann window of n_fft, centered frames) -> log(power + 1e-7) -> (x - log_mean) / log_std;
-    T cropped / padded (with the value of silence) to exactly `frames`; F = n_fft // 2 + 1, or the
-    lowest `freq_bins` bins when > 0.
+    power -> log(power + 1e-7) -> (x - log_mean) / log_std; T cropped / padded (with the value of
+    silence) to exactly `frames`; F = n_fft // 2 + 1, or the lowest `freq_bins` bins when > 0.
+    The power is, by `frontend`:
+      stft      |STFT|^2, Hann window of n_fft, centered frames (this project);
+      released  scipy.signal.spectrogram(wave, sample_rate, nperseg=n_fft, noverlap=n_fft - hop):
+                Tukey window, frames not centered, each detrended, power spectral density
+                (the released datasets.py:41-44, with log_mean 0 and log_std 12 its normalization).
     """
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
     if x.ndim != 1:
         raise ValueError(f"expected a 1-D waveform, got {tuple(x.shape)}")
-    if n_fft not in _WINDOWS:
-        _WINDOWS[n_fft] = torch.hann_window(n_fft)
-    if len(x) < n_fft // 2 + 1:  # reflect padding needs n_fft // 2 samples
-        x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - len(x)))
-    z = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=_WINDOWS[n_fft],
-                   center=True, return_complex=True)  # [n_fft // 2 + 1, T']
-    s = (torch.log(z.real ** 2 + z.imag ** 2 + EPS) - log_mean) / log_std
+    if frontend not in FRONTENDS:
+        raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
+    if frontend == "released":
+        if len(x) < n_fft:
+            x = torch.nn.functional.pad(x, (0, n_fft - len(x)))
+        power = spectrogram(x.numpy(), sample_rate, nperseg=n_fft, noverlap=n_fft - hop)[2]
+        s = torch.from_numpy(((np.log(power + EPS) - log_mean) / log_std).astype(np.float32))
+    else:
+        if n_fft not in _WINDOWS:
+            _WINDOWS[n_fft] = torch.hann_window(n_fft)
+        if len(x) < n_fft // 2 + 1:  # reflect padding needs n_fft // 2 samples
+            x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - len(x)))
+        z = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=_WINDOWS[n_fft],
+                       center=True, return_complex=True)  # [n_fft // 2 + 1, T']
+        s = (torch.log(z.real ** 2 + z.imag ** 2 + EPS) - log_mean) / log_std
     if freq_bins > 0:
         s = s[:freq_bins]
     if s.shape[1] >= frames:
@@ -196,4 +212,5 @@ def log_spectrogram(wave, n_fft: int = 512, hop: int = 220, frames: int = 300,
 def spectrogram_from_config(wave, audio_cfg) -> torch.Tensor:
     """`log_spectrogram` with the fields of an AudioConfig."""
     return log_spectrogram(wave, audio_cfg.n_fft, audio_cfg.hop, audio_cfg.frames,
-                           audio_cfg.freq_bins, audio_cfg.log_mean, audio_cfg.log_std)
+                           audio_cfg.freq_bins, audio_cfg.log_mean, audio_cfg.log_std,
+                           audio_cfg.frontend, audio_cfg.sample_rate)

@@ -255,7 +255,7 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             img = self.load_frame(rec)
             g = (train_geometry(img.width, img.height, s, self.cfg.resize_scale, rng)
                  if self.train else eval_geometry(s))
-            frames.append(apply_image(img, g))  # [3, s, s]
+            frames.append(apply_image(img, g, self.cfg.interpolation))  # [3, s, s]
             for n, m in enumerate(self.load_source_masks(rec, g)):
                 classes.append(self.class_index[rec.classes[n]])
                 slots.append(slot)

@@ -45,11 +45,18 @@ def train_geometry(width: int, height: int, size: int, resize_scale: float,
     return Geometry(rw, rh, x0, y0, size, size, bool(rng.random() < 0.5))
 
 
-def apply_image(img: Image.Image, g: Geometry) -> torch.Tensor:
-    """PIL RGB frame -> ImageNet-normalized float tensor [3, h, w]."""
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def apply_image(img: Image.Image, g: Geometry, interpolation: str = "bilinear") -> torch.Tensor:
+    """PIL RGB frame -> ImageNet-normalized float tensor [3, h, w]; resized with
+    `interpolation` (bilinear, or bicubic as the released datasets.py)."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got "
+                         f"{interpolation!r}")
     if img.mode != "RGB":
         img = img.convert("RGB")
-    img = img.resize((g.rw, g.rh), Image.BILINEAR)
+    img = img.resize((g.rw, g.rh), INTERPOLATIONS[interpolation])
     if (g.x0, g.y0, g.w, g.h) != (0, 0, g.rw, g.rh):
         img = img.crop((g.x0, g.y0, g.x0 + g.w, g.y0 + g.h))
     if g.flip:

@@ -262,6 +262,12 @@ def presence(out):
     return out["logits_a"].sigmoid()
 
 
-def upsample_maps(maps, size):
-    """[B, N, h, w] -> [B, N, H, W] bilinear (the paper's upsampling to the image size)."""
-    return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)
+UPSAMPLING = ("bilinear", "bicubic")
+
+
+def upsample_maps(maps, size, mode="bilinear"):
+    """[B, N, h, w] -> [B, N, H, W] at the image size: bilinear (this project), or bicubic (the
+    released code's evaluation, train.py:310)."""
+    if mode not in UPSAMPLING:
+        raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {mode!r}")
+    return F.interpolate(maps.float(), size=tuple(size), mode=mode, align_corners=False)

@@ -251,6 +251,23 @@ def test_spectrogram_shape_and_finite():
     assert log_spectrogram(np.zeros(n, np.float32), freq_bins=128, frames=100).shape == (1, 128, 100)
 
 
+def test_released_frontend_is_the_released_spectrogram():
+    """data.audio.frontend=released: the released datasets.py's log spectrogram, written out as
+    it is there (scipy.signal.spectrogram, nperseg 512, noverlap 274, log(+1e-7), then its
+    audio transform's Normalize(0, 12)): 257 x 276 for 3 s at 22.05 kHz."""
+    from scipy import signal
+    wave = np.clip(0.3 * np.random.default_rng(1).standard_normal(66150), -1, 1).astype(np.float32)
+    released = np.log(signal.spectrogram(wave, 22050, nperseg=512, noverlap=274)[2] + 1e-7) / 12.0
+    s = log_spectrogram(wave, n_fft=512, hop=238, frames=276, log_mean=0.0, log_std=12.0,
+                        frontend="released", sample_rate=22050)
+    assert released.shape == (257, 276) and s.shape == (1, 257, 276)
+    torch.testing.assert_close(s[0], torch.from_numpy(released.astype(np.float32)))
+    stft = log_spectrogram(wave, n_fft=512, hop=238, frames=276, log_mean=0.0, log_std=12.0)
+    assert (stft - s).abs().max() > 0.1  # another window, centering and scaling
+    with pytest.raises(ValueError, match="frontend must be one of"):
+        log_spectrogram(wave, frontend="scipy")
+
+
 def test_audio_window_center_tile_resample(tmp_path):
     sr = 8000
     ramp = (np.arange(10 * sr) / (10 * sr)).astype(np.float32)  # value = time / 10 s

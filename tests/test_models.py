@@ -246,3 +246,26 @@ def test_compete_maps_gives_each_pixel_to_its_strongest_source():
     torch.testing.assert_close(out[1, 0, 0], (maps[1, 0, 0] + 1) / 2)  # one source: rescaled only
     same = compete_maps(s[None, :1].expand(1, 2, 3)[:, :, None], torch.tensor([[1, 2]]), 0.1)
     torch.testing.assert_close(same[0, 0], same[0, 1])  # equal maps (EZ-VSL): order unchanged
+
+
+def test_bicubic_upsampling_is_the_released_evaluation_s():
+    """eval.upsample=bicubic: F.interpolate bicubic as the released evaluation (train.py:310,
+    validate; its test.py does not run); the default is bilinear."""
+    maps = torch.randn(2, 3, 7, 7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(upsample_maps(maps, (224, 224), "bicubic"), F.interpolate(
+        maps, size=(224, 224), mode="bicubic", align_corners=False))
+    torch.testing.assert_close(upsample_maps(maps, (224, 224)), F.interpolate(
+        maps, size=(224, 224), mode="bilinear", align_corners=False))
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        upsample_maps(maps, (224, 224), "nearest")
+
+
+def test_the_readme_model_snippet_runs():
+    """README, "The model in five lines", as written: a paper config's model, its maps and scores."""
+    import re
+    text = open("README.md", encoding="utf-8").read()
+    section = text.split("## The model in five lines", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["maps"].shape == (2, 2, 224, 224) and scope["scores"].shape == (2, 37)

@@ -107,6 +107,10 @@ class AudioConfig:
     freq_bins: int = ranged(0, ">= 0")  # keep the lowest bins only (0: all n_fft // 2 + 1)
     log_mean: float = ranged(-4.0, "finite")  # normalization: (log(power + 1e-7) - mean) / std
     log_std: float = ranged(4.0, "> 0")  # std of that normalization
+    # stft: centered Hann STFT (torch) | released: scipy.signal.spectrogram as the released code
+    # (Tukey window, frames not centered, density scaling; n_fft and n_fft - hop its nperseg and
+    # noverlap)
+    frontend: Literal["stft", "released"] = "stft"
 
 
 @dataclass
@@ -115,6 +119,8 @@ class DataConfig:
     root: str = "data/synthetic"  # <root>/frames/<id>.jpg, <root>/audio/<id>.wav
     metadata: str = ""  # folder with the list/annotation files (default: root)
     image_size: int = ranged(224, "> 0")  # frames are resized to image_size x image_size
+    # frames resized bilinear (this project) | bicubic (the released datasets.py)
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
     resize_scale: float = ranged(1.1, ">= 1")  # train: short side to image_size * this, random crop
     # MUSIC ids <video>_<seg>_<frame>: seconds = frame / this (in <video>.wav)
     frame_rate: float = ranged(10.0, "> 0")
@@ -166,6 +172,8 @@ class EvalConfig:
     save_vis: int = ranged(8, ">= 0")  # overlays written per test set by the end-of-training test
     # [beyond the paper] > 0: a mixture's sources compete for each pixel at this temperature
     # (models.compete_maps); 0: off, the paper's maps
+    # maps to the image size: bilinear (this project) | bicubic (the released evaluation)
+    upsample: Literal["bilinear", "bicubic"] = "bilinear"
     compete_tau: float = ranged(0.0, ">= 0 and finite")
 
 
