@@ -27,8 +27,8 @@ vggsound_duet                vggsound_single_train.txt [1]   vggsound_duet_test.
 synthetic                    datasets.synthetic.build_synthetic(cfg, split)
 ===========================  ==============================  =====================================
 
-[1] not published: build it from VGGSound's vggsound.csv with `records.read_vggsound_csv` and
-`records.write_list` (see the README, "Data").
+[1] published with the released code (github.com/stoneMo/AVGN, metadata/; docs/data.md), or
+built from VGGSound's vggsound.csv with `records.read_vggsound_csv` and `records.write_list`.
 
 Bad input: a missing file, a list entry without annotation or an unknown class raises `DataError`
 naming the file and the list line; ``data.on_error=skip`` drops such entries from training lists
@@ -177,10 +177,10 @@ def _read_train_list(cfg, name, spec, report=None):
     for path in _train_lists(cfg, spec):
         if not os.path.isfile(path):
             hint = ("" if spec.published_train else
-                    f" '{name}' has no published training list: build "
-                    f"{os.path.basename(path)} (id,class per line) from VGGSound's "
-                    "vggsound.csv with datasets.records.read_vggsound_csv and write_list "
-                    "(README, 'Data')")
+                    f" '{name}': get {os.path.basename(path)} from the released code's "
+                    "metadata/ (github.com/stoneMo/AVGN), or build it (id,class per line) "
+                    "from VGGSound's vggsound.csv with datasets.records.read_vggsound_csv and "
+                    "write_list (docs/data.md)")
             raise DataError(f"training list not found: {path}.{hint}")
         if report is not None:
             entries += read_list(path, 2, 3, on_bad=report.append)

@@ -24,10 +24,12 @@ SINGLE, PAIRS, TRIOS, DUET = ("synthetic:test", "synthetic:test_pairs", "synthet
 TABLE3 = ("tokens0_grouping0", "tokens1_grouping0", "tokens0_grouping1", "tokens1_grouping1")
 TABLE4 = ("depth1", "depth3", "depth6", "soft", "hard")
 # the decisive table, each also from the stand-in trunk (name + "_pt")
+# authors_code: cosine maps with the own_class term, epsilon 1 and torchvision's initialization,
+# a cosine form of the released objective (not the released model, model.arch=authors)
 DECISIVE = ("eq10", "paper_objective", "modulated_own", "authors", "authors_code", "avgn",
-            "ezvsl")  # authors_code: what configs/paper.yaml trains
-# beyond the paper, against the best AVGN of the decisive table: the paper configs' objective
-# (the authors' code) from the stand-in trunk
+            "ezvsl")
+# beyond the paper, against the best AVGN of the decisive table: authors_code from the stand-in
+# trunk
 SEPARATION = ("authors_code_pt", "authors_code_mix2_pt", "authors_code_mix2_sep_pt")
 # the released model (model.arch=authors, what configs/paper.yaml trains) against this project's
 # cosine form of it, Eq. 10 as printed with the paper configs' epsilon and initialization, the

@@ -54,8 +54,7 @@ from utils.logger import git_sha, logger, setup_logging
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/synthetic.yaml holds the working recipe (loc_features raw, w_loc_agnostic 1, patch_grad
 # false, symmetric anchor_class; study/README.md); the `paper_objective` variant undoes the
-# first three (its name is kept for the stored runs: the paper configs ran it until they took the
-# authors' objective, the variant `authors_code`)
+# first three (its name is kept for the stored runs; it is not the paper's objective)
 CONFIG = "configs/synthetic.yaml"
 STEPS = 640  # = the quick-start's 5 epochs of 8192 streamed items, batch 64
 CURVE_POINTS = {"full": 8, "quick": 4}  # Figure 5 checkpoints (chunks of the first-seed AVGN run)
@@ -75,8 +74,8 @@ COMPETE = {name + "_compete": (protocol, threshold, sets)
            for name, (protocol, threshold, sets) in EVALS.items() if name != "source"}
 
 
-# the authors' objective on top of configs/synthetic.yaml; _CODE: also their grouping epsilon and
-# initialization, which is what configs/paper.yaml trains
+# a cosine form of the released objective (raw cosine maps, own_class term) on top of
+# configs/synthetic.yaml; _CODE: also the released epsilon and initialization (model.arch=paper)
 AUTHORS = ("model.loc_features=raw", "loss.w_loc_agnostic=0", "loss.patch_grad=true",
            "loss.symmetric=own_class")
 AUTHORS_CODE = AUTHORS + ("model.assign_eps=1.0", "model.zero_init_residual=false")
@@ -119,9 +118,9 @@ VARIANTS = {
     "modulated_own": Variant("modulated, own_class term",
                              ("model.loc_features=modulated", "loss.w_loc_agnostic=0",
                               "loss.patch_grad=true", "loss.symmetric=own_class")),
-    "authors": Variant("the authors' form (raw maps, own_class term)", AUTHORS),
-    "authors_code": Variant("the authors' form with their grouping epsilon and initialization",
-                            AUTHORS_CODE),
+    "authors": Variant("cosine form of the released objective (raw maps, own_class term)",
+                       AUTHORS),
+    "authors_code": Variant("the same with the released epsilon and initialization", AUTHORS_CODE),
     # the released model (what configs/paper.yaml trains) and the forms it is compared with
     "released": Variant("the released model (model.arch=authors)",
                         PAPER_INIT + ("model.arch=authors", "loss.symmetric=none")),
