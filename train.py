@@ -8,8 +8,8 @@
 
 A folder that already holds a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten:
 continue it with --resume auto, choose another train.output_dir, or start it anew with
---overwrite. Every config value, the resumed checkpoint and every test set are checked before the
-first step (utils/run_folder.py).
+--overwrite; while a run uses a folder, a second run into it is refused. Every config value, the
+resumed checkpoint and every test set are checked before the first step (utils/run_folder.py).
 
 One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
 is train.batch_size_per_gpu x processes; the learning rate is used as given.
@@ -34,8 +34,8 @@ from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
 from utils.config import dump_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
 from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
-from utils.run_folder import (check_class_names, check_output_dir, check_resumable, clear_run,
-                              resolve_config, restore_hyperparameters)
+from utils.run_folder import (check_class_names, check_output_dir, check_resumable,
+                              resolve_config, restore_hyperparameters, run_folder)
 
 
 def parse_args(argv=None):
@@ -173,28 +173,27 @@ def fit(args, device, command):
     val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
     if cfg.eval.test_at_end:  # a broken test list fails now, not after training
         build_test_sets(cfg, train_set.class_names)
-    if overwrite:
-        clear_run(out_dir)
-    release_log()
-    if is_main_process():
-        dump_config(cfg, os.path.join(out_dir, "config.yaml"))
+    with run_folder(out_dir, " ".join(command), clear=overwrite):  # locked: one run at a time
+        release_log()
+        if is_main_process():
+            dump_config(cfg, os.path.join(out_dir, "config.yaml"))
 
-    run = Training(cfg, train_set, device)
-    if ckpt is not None:
-        run.load(ckpt)
-        del ckpt  # its tensors are copied into the model and optimizer
-        logger.info("resumed from %s at epoch %d, step %d", resume, run.state["epoch"],
-                    run.state["step"])
-    run.wrap()
-    stop = StopRequested()
-    signal.signal(signal.SIGTERM, stop)
-    last_path, best_path = train_epochs(run, train_set, val_set, out_dir, stop)
+        run = Training(cfg, train_set, device)
+        if ckpt is not None:
+            run.load(ckpt)
+            del ckpt  # its tensors are copied into the model and optimizer
+            logger.info("resumed from %s at epoch %d, step %d", resume, run.state["epoch"],
+                        run.state["step"])
+        run.wrap()
+        stop = StopRequested()
+        signal.signal(signal.SIGTERM, stop)
+        last_path, best_path = train_epochs(run, train_set, val_set, out_dir, stop)
 
-    if cfg.eval.test_at_end and not stop.flag:
-        barrier()  # rank 0 has written the checkpoints
-        tested = best_path if os.path.isfile(best_path) else last_path
-        logger.info("testing %s", tested)
-        run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
+        if cfg.eval.test_at_end and not stop.flag:
+            barrier()  # rank 0 has written the checkpoints
+            tested = best_path if os.path.isfile(best_path) else last_path
+            logger.info("testing %s", tested)
+            run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
 
 
 def train_epochs(run, train_set, val_set, out_dir, stop):

@@ -81,6 +81,35 @@ def test_rerun_into_a_finished_run_is_refused(root, tmp_path):
         assert len(f.readlines()) == 1  # the old run's lines are gone, not mixed in
 
 
+def test_a_second_run_into_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(root, tmp_path):
+    """Two runs with one train.output_dir: while the first lives (its lock names its pid), the
+    second is refused before it writes anything, even with --overwrite; a lock whose process has
+    ended, and the temporary file of its interrupted save, are taken over with a warning."""
+    import socket
+    from utils.run_folder import LOCK, RunFolderInUse
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "2026-01-01 00:00:00",
+                "command": "train.py --config first.yaml"}
+        (out / LOCK).write_text(json.dumps(lock))
+        for extra in ((), ("--overwrite",)):
+            with pytest.raises(RunFolderInUse, match=rf"in use by process {holder.pid} on .*"
+                                                     r"first.yaml.*delete .*\.lock"):
+                fit(root, str(out), "eval.test_at_end=false", *extra)
+            assert sorted(os.listdir(out)) == [LOCK]  # no log, config or checkpoint
+    finally:
+        holder.kill()
+        holder.wait()
+    (out / "checkpoint.pth.tmp.{}".format(holder.pid)).write_bytes(b"half a checkpoint")
+    ckpt = fit(root, str(out), "train.max_steps=1", "eval.test_at_end=false")
+    assert torch.load(ckpt, weights_only=True)["step"] == 1
+    assert sorted(os.listdir(out)) == ["checkpoint.pth", "config.yaml", "log.jsonl", "train.log"]
+    log = (out / "train.log").read_text()
+    assert f"process {holder.pid}" in log and f"tmp.{holder.pid}" in log
+
+
 def test_failing_resume_names_the_keys_and_changes_nothing(root, tmp_path):
     out = str(tmp_path / "run")
     fit(root, out, "train.epochs=2", "train.max_steps=2", "eval.test_at_end=false")
@@ -263,8 +292,7 @@ def test_test_list_defects_stop_training_before_the_first_step(root, tmp_path, b
     out = tmp_path / "run"
     with pytest.raises(DataError, match=message):
         fit(root, out)
-    assert not (out / "checkpoint.pth").exists()
-    assert "step 1" not in (out / "train.log").read_text()
+    assert not out.exists()  # refused at start-up: no folder, no log, no checkpoint
 
 
 def test_unknown_class_in_a_test_list_is_named(root, tmp_path):

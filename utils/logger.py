@@ -17,8 +17,9 @@ logger = logging.getLogger("avgn")
 
 
 class HeldFile(logging.Handler):
-    """Holds the log records until `release()` writes them to `path` and keeps writing there:
-    a run folder gets its train.log only once the run has passed every start-up check."""
+    """Holds the log records until `write_held()` writes them to `path` and keeps writing there:
+    a run folder gets its train.log only once the run has passed every start-up check. (Not
+    `release`: logging.Handler.release unlocks the handler after every record.)"""
 
     def __init__(self, path):
         super().__init__()
@@ -30,7 +31,7 @@ class HeldFile(logging.Handler):
         else:
             self.file.emit(record)
 
-    def release(self):
+    def write_held(self):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self.file = logging.FileHandler(self.path)
         self.file.setFormatter(self.formatter)
@@ -76,7 +77,7 @@ def release_log():
     """Start writing a held log file (see `setup_logging(hold=True)`)."""
     for h in logger.handlers:
         if isinstance(h, HeldFile):
-            h.release()
+            h.write_held()
 
 
 def git_sha():

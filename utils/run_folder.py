@@ -3,16 +3,25 @@ folder may be started, continued or cleared. Nothing here writes before every ch
 
 A folder that holds one of RUN_FILES holds a run: a new run there is refused unless told to
 --overwrite it; --resume continues it exactly, when the architecture, the optimizer and (after a
-mid-epoch stop) the batch layout are the run's own.
+mid-epoch stop) the batch layout are the run's own. A running run holds the folder's lock file
+(LOCK: its pid, host, start and command), so a second run into the same folder is refused while
+the first one lives, whatever either one was told.
 """
+import contextlib
+import glob
+import json
 import os
 import shutil
+import socket
+import time
 
 from .checkpoint import load_checkpoint
 from .config import apply_overrides, from_dict, load_config, to_dict
-from .dist import barrier, get_world_size, is_main_process
+from .dist import all_gather_object, barrier, get_world_size, is_main_process
+from .logger import logger
 
 DEFAULT_CONFIG = "configs/synthetic.yaml"
+LOCK = ".lock"  # held by the run using the folder
 RUN_FILES = ("checkpoint.pth", "best.pth", "log.jsonl")  # a folder holding one of these holds a run
 # what clear_run deletes besides RUN_FILES: the files a run writes, and its vis_* folders
 WRITTEN = ("config.yaml", "train.log", "test.log", "results.json")
@@ -108,3 +117,93 @@ def restore_hyperparameters(optimizer, scheduler, cfg):
         group["initial_lr"] = cfg.train.lr
         group["lr"] = cfg.train.lr * factor(scheduler.last_epoch)
         group["weight_decay"] = cfg.train.weight_decay
+
+
+class RunFolderInUse(RuntimeError):
+    """Another live run holds the folder."""
+
+
+def _alive(pid):
+    """Whether process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
+
+
+def _read_lock(path):
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def lock_folder(out_dir, command=""):
+    """Create `out_dir`/LOCK for this process, or raise RunFolderInUse naming the live run that
+    holds it. A lock left by a process of this host that no longer runs is stale: it is replaced,
+    with a warning, and so are the temporary files of an interrupted checkpoint save of a process
+    that no longer runs (`*.tmp.<pid>`). Returns the lock's path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path, host = os.path.join(out_dir, LOCK), socket.gethostname()
+    for tmp in glob.glob(os.path.join(out_dir, "*.tmp.*")):
+        pid = tmp.rsplit(".", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            os.remove(tmp)
+            logger.warning("removed %s, left by an interrupted save of process %s", tmp, pid)
+    me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "command": command}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            pid = holder.get("pid")
+            if holder.get("host") == host and isinstance(pid, int) and not _alive(pid):
+                logger.warning("%s: the run of process %s (started %s) ended without releasing "
+                               "the folder; taking it over", path, pid, holder.get("started"))
+                os.remove(path)
+                continue
+            who = (f"process {pid} on {holder.get('host')} since {holder.get('started')} "
+                   f"({holder.get('command') or 'no command recorded'})" if holder else
+                   "a process that left no record")
+            raise RunFolderInUse(f"train.output_dir {out_dir} is in use by {who}: wait for it, or "
+                                 f"choose another train.output_dir; if no run uses it any more, "
+                                 f"delete {path}") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return path
+    raise RunFolderInUse(f"could not take {path}: another run took it at the same time")
+
+
+def unlock_folder(path):
+    """Remove the lock at `path` if this process holds it."""
+    if _read_lock(path).get("pid") == os.getpid():
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def run_folder(out_dir, command="", clear=False):
+    """Hold `out_dir` for the body: rank 0 takes the lock (every process raises the same
+    RunFolderInUse when it cannot be taken), then, with `clear`, the run there is deleted
+    (`clear_run`, for --overwrite); the lock is released when the body ends, however it ends."""
+    path, error = None, None
+    if is_main_process():
+        try:
+            path = lock_folder(out_dir, command)
+        except RunFolderInUse as e:
+            error = str(e)
+    error = all_gather_object(error)[0]
+    if error:
+        raise RunFolderInUse(error)
+    try:
+        if clear:
+            clear_run(out_dir)
+        yield path
+    finally:
+        if path:
+            unlock_folder(path)
