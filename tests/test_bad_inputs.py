@@ -398,3 +398,28 @@ def test_check_data_reports_every_bad_entry_and_cleans_the_training_list(root, t
                                                          f"data.metadata={tmp_path / 'clean'}"])
     shutil.copy(os.path.join(root, "vggss.json"), tmp_path / "clean")
     assert len(build_dataset(cfg, "train")) == 38  # the cleaned list trains without a drop
+
+
+def test_check_data_never_cleans_a_list_in_place_nor_into_an_empty_list(root, tmp_path):
+    """--clean-train pointed at the list's own folder, or over an earlier copy, is refused
+    before any decoding; a data.root that makes every entry fail writes no (empty) list."""
+    from tools.check_data import main as check_data
+    args = ["--config", "configs/synthetic.yaml", *TINY, "--workers", "1", "--splits", "train",
+            "--out", str(tmp_path / "report")]
+    train_list = os.path.join(root, "vggsound_single_train.txt")
+    before = open(train_list).read()
+    with pytest.raises(SystemExit, match="would replace the list itself"):
+        check_data(args + [f"data.root={root}", "--clean-train", root])
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "vggsound_single_train.txt").write_text("an earlier copy\n")
+    with pytest.raises(SystemExit, match=r"vggsound_single_train.txt exists; .*--overwrite"):
+        check_data(args + [f"data.root={root}", "--clean-train", str(tmp_path / "clean")])
+    assert not (tmp_path / "report").exists()  # refused before decoding
+    wrong_root = shutil.copytree(root, str(tmp_path / "wrong"),
+                                 ignore=shutil.ignore_patterns("frames", "audio"))
+    with pytest.raises(SystemExit, match=r"every line of .*failed \(the first: .*not found"):
+        check_data(args + [f"data.root={wrong_root}", "--clean-train", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()
+    assert open(train_list).read() == before
+    check_data(args + [f"data.root={root}", "--clean-train", str(tmp_path / "clean"), "--overwrite"])
+    assert (tmp_path / "clean" / "vggsound_single_train.txt").read_text() == before

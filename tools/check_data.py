@@ -37,7 +37,10 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
     p.add_argument("--out", default=".", help="folder for check_data.tsv")
     p.add_argument("--clean-train", default="", metavar="DIR",
-                   help="write a copy of each training list without its bad lines to DIR")
+                   help="write a copy of each training list without its bad lines to DIR "
+                   "(never over the list itself, nor over an existing file without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="--clean-train may replace copies "
+                   "that DIR holds already")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     args = p.parse_intermixed_args(argv)
     unknown = set(args.splits.split(",")) - {"train", "val", "test"}
@@ -112,25 +115,52 @@ def check_split(cfg, split, name, class_names, workers, decode=True):
     return dataset, rows, len(dataset)
 
 
-def write_clean_lists(cfg, rows, out_dir):
-    """Copies of the training lists without the lines that `rows` of train / val name."""
-    bad = {}
-    for split, where, _ in rows:
+def clean_target(path, out_dir, overwrite):
+    """Where the cleaned copy of list `path` goes; SystemExit when it would replace the list itself
+    or, without `overwrite`, an existing file."""
+    target = os.path.join(out_dir, os.path.basename(path))
+    if os.path.abspath(target) == os.path.abspath(path):
+        raise SystemExit(f"--clean-train {out_dir}: the copy of {path} would replace the list "
+                         "itself; choose another folder (the list stays as it is)")
+    if os.path.exists(target) and not overwrite:
+        raise SystemExit(f"--clean-train {out_dir}: {target} exists; choose another folder, "
+                         "or replace it with --overwrite")
+    return target
+
+
+def write_clean_lists(cfg, rows, out_dir, overwrite=False):
+    """Copies of the training lists without the lines that `rows` of train / val name. Nothing is
+    written (SystemExit, one line) when a copy would replace its own list, would replace an
+    existing file without `overwrite`, or would keep no line of a list that has some (every
+    entry failed: a wrong data.root, most likely). Each copy appears complete or not at all."""
+    bad, reason = {}, {}
+    for split, where, why in rows:
         if split in ("train", "val") and where != "-":
             for w in where.split(", "):
                 path, _, line = w.rpartition(":")
                 if path and line.isdigit():  # a list line (not an in-memory item)
                     bad.setdefault(os.path.abspath(path), set()).add(int(line))
-    os.makedirs(out_dir, exist_ok=True)
+                    reason.setdefault(os.path.abspath(path), why)
+    copies = []
     for path in training_lists(cfg):
         drop = bad.get(os.path.abspath(path), set())
         with open(path, encoding="utf-8-sig", newline="") as f:
             lines = f.read().splitlines(keepends=True)
-        target = os.path.join(out_dir, os.path.basename(path))
-        with open(target, "w", newline="") as f:
-            f.writelines(x for n, x in enumerate(lines, 1) if n not in drop)
-        logger.info("wrote %s: %d of %d lines (%d bad dropped)", target, len(lines) - len(drop),
-                    len(lines), len(drop))
+        kept = [x for n, x in enumerate(lines, 1) if n not in drop]
+        target = clean_target(path, out_dir, overwrite)
+        if lines and not kept:
+            raise SystemExit(f"--clean-train: every line of {path} failed (the first: "
+                             f"{reason[os.path.abspath(path)]}); nothing written: check data.root "
+                             "and data.metadata")
+        copies.append((target, kept, len(lines)))
+    os.makedirs(out_dir, exist_ok=True)
+    for target, kept, total in copies:
+        tmp = f"{target}.tmp.{os.getpid()}"
+        with open(tmp, "w", newline="") as f:
+            f.writelines(kept)
+        os.replace(tmp, target)
+        logger.info("wrote %s: %d of %d lines (%d bad dropped)", target, len(kept), total,
+                    total - len(kept))
 
 
 def main(argv=None):
@@ -139,6 +169,9 @@ def main(argv=None):
     cfg = load_config(args.config, args.overrides)
     cfg.data = dataclasses.replace(cfg.data, num_sources=1)  # every clip checked alone
     splits = args.splits.split(",")
+    if args.clean_train:  # refused now, not after decoding everything
+        for path in training_lists(cfg):
+            clean_target(path, args.clean_train, args.overwrite)
     rows, class_names, total, t0 = [], None, 0, time.time()
     if "train" in splits or "test" in splits:  # the test sets take the training classes
         ds, found, total = check_split(cfg, "train", cfg.data.dataset, None, args.workers,
@@ -165,7 +198,7 @@ def main(argv=None):
     logger.info("checked %d items in %.1f s (%.0f items/s, %d workers): %d bad; wrote %s", total,
                 wall, total / max(wall, 1e-9), args.workers, len(rows), path)
     if args.clean_train:
-        write_clean_lists(cfg, rows, args.clean_train)
+        write_clean_lists(cfg, rows, args.clean_train, args.overwrite)
     return rows
 
 
