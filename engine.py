@@ -22,6 +22,7 @@ from models.authors import authors_sizes, convert_authors_state_dict, is_authors
 from utils.checkpoint import load_checkpoint
 from utils.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from utils.dist import all_reduce_sum, is_dist, is_main_process
+from utils.errors import CheckpointError
 from utils.logger import logger, progress
 from utils.visualize import plot_overlay
 
@@ -286,7 +287,7 @@ def load_trained(path, device, overrides=()):
         ckpt = released_checkpoint(ckpt, overrides, path)
     missing = [k for k in ("config", "class_names") if k not in ckpt]
     if missing:
-        raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
+        raise CheckpointError(f"{path} is not an AVGN checkpoint (missing {missing})")
     try:
         stored = from_dict(ckpt["config"], stored=True)
     except ConfigError as e:

@@ -14,6 +14,7 @@ import os
 
 from engine import load_trained, run_tests
 from utils.dist import cleanup, init_distributed
+from utils.errors import run_cli
 from utils.logger import setup_logging
 
 
@@ -43,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

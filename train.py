@@ -9,10 +9,9 @@
 A folder that already holds a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten:
 continue it with --resume auto, choose another train.output_dir, or start it anew with
 --overwrite; while a run uses a folder, a second run into it is refused. Every config value, the
-resumed checkpoint and every test set are checked before the first step (utils/run_folder.py).
-
-One code path for one process and for torchrun (DDP, nccl on CUDA, gloo on CPU). The global batch
-is train.batch_size_per_gpu x processes; the learning rate is used as given.
+resumed checkpoint and every test set are checked before the first step (utils/run_folder.py);
+bad input ends in one line, exit code 2 (utils/errors.py). One code path for one process and for
+torchrun (DDP); the global batch is train.batch_size_per_gpu x processes, the lr used as given.
 """
 import argparse
 import json
@@ -33,6 +32,7 @@ from models import build_model
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
 from utils.config import dump_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
+from utils.errors import run_cli
 from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
 from utils.run_folder import (check_class_names, check_output_dir, check_resumable,
                               resolve_config, restore_hyperparameters, run_folder)
@@ -247,4 +247,4 @@ def train_epochs(run, train_set, val_set, out_dir, stop):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -208,6 +208,9 @@ def test_every_entry_point_checks_its_input_under_python_O(tmp_path):
         p = subprocess.run([sys.executable, "-O", *argv], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
         assert p.returncode != 0 and message in p.stderr, (name, p.returncode, p.stderr[-2000:])
+        if name.startswith(("train.py", "test.py")):  # one line, exit code 2, no traceback
+            assert p.returncode == 2 and "Traceback" not in p.stderr, (name, p.stderr[-2000:])
+            assert p.stderr.strip().splitlines()[-1].startswith("error: "), p.stderr[-2000:]
     code = ("import numpy as np\nfrom datasets.audio import log_spectrogram\n"
             "log_spectrogram(np.zeros((2, 4000), np.float32), 512, 220, 300)")
     p = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True,

@@ -5,6 +5,8 @@ import random
 import numpy as np
 import torch
 
+from .errors import CheckpointError
+
 
 def rng_state():
     """Every RNG the training loop draws from, as plain tensors and lists."""
@@ -50,11 +52,11 @@ def load_checkpoint(path, map_location="cpu", required=("model", "config", "clas
         with torch.serialization.safe_globals(NUMPY_SCALARS):
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # not torch's text: it may advise weights_only=False (unsafe)
-        raise RuntimeError(f"cannot read checkpoint {path}: not a checkpoint written by train.py, "
+        raise CheckpointError(f"cannot read checkpoint {path}: not a checkpoint written by train.py, "
                            f"or truncated ({type(e).__name__})") from None
     if not isinstance(ckpt, dict):
-        raise RuntimeError(f"{path} is not an AVGN checkpoint (holds a {type(ckpt).__name__})")
+        raise CheckpointError(f"{path} is not an AVGN checkpoint (holds a {type(ckpt).__name__})")
     missing = [k for k in required if k not in ckpt]
     if missing:
-        raise RuntimeError(f"{path} is not an AVGN checkpoint (missing {missing})")
+        raise CheckpointError(f"{path} is not an AVGN checkpoint (missing {missing})")
     return ckpt

@@ -18,6 +18,7 @@ import time
 from .checkpoint import load_checkpoint
 from .config import apply_overrides, from_dict, load_config, to_dict
 from .dist import all_gather_object, barrier, get_world_size, is_main_process
+from .errors import InputError
 from .logger import logger
 
 DEFAULT_CONFIG = "configs/synthetic.yaml"
@@ -119,7 +120,7 @@ def restore_hyperparameters(optimizer, scheduler, cfg):
         group["weight_decay"] = cfg.train.weight_decay
 
 
-class RunFolderInUse(RuntimeError):
+class RunFolderInUse(InputError, RuntimeError):
     """Another live run holds the folder."""
 
 
