@@ -426,3 +426,24 @@ def test_check_data_never_cleans_a_list_in_place_nor_into_an_empty_list(root, tm
     assert open(train_list).read() == before
     check_data(args + [f"data.root={root}", "--clean-train", str(tmp_path / "clean"), "--overwrite"])
     assert (tmp_path / "clean" / "vggsound_single_train.txt").read_text() == before
+
+
+def test_make_synthetic_never_writes_into_an_existing_folder(tmp_path):
+    """tools.make_synthetic --out: an existing folder is refused; --overwrite replaces it whole
+    (no stale file of the old one is left), and --out holds the benchmark complete."""
+    from tools.make_synthetic import main as make_synthetic
+    small = ["--image-size", "32", "--sample-rate", "4000", "--seconds", "0.25", "--num-train",
+             "12", "--num-val", "4", "--num-test", "12", "--num-duet", "2", "--num-pairs", "4",
+             "--num-trios", "2"]
+    out = tmp_path / "synthetic"
+    out.mkdir()
+    (out / "train.txt").write_text("my own list\n")
+    with pytest.raises(SystemExit, match="exists and holds files.*--overwrite"):
+        make_synthetic(["--out", str(out), *small])
+    assert (out / "train.txt").read_text() == "my own list\n"
+    (out / "frames").mkdir()
+    (out / "frames" / "stale.jpg").write_bytes(b"old")
+    make_synthetic(["--out", str(out), "--overwrite", *small])
+    assert len((out / "train.txt").read_text().splitlines()) == 12
+    assert not (out / "frames" / "stale.jpg").exists() and (out / "meta.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temporary folder left

@@ -4,9 +4,13 @@
 
 Writes frames/<id>.jpg, audio/<id>.wav, annotations.json (VGG-SS style), train.txt, val.txt,
 test.txt, test_pairs.csv, test_trios.csv, test_duet.json/.csv, all_objects.json, classes.txt and
-meta.json. Deterministic for a given --seed.
+meta.json. Deterministic for a given --seed. An existing --out is never written into: it is
+refused, or with --overwrite replaced whole; the benchmark is written to a temporary sibling
+folder and renamed into place, so --out holds it complete or not at all.
 """
 import argparse
+import os
+import shutil
 import time
 
 from datasets.synthetic import DEFAULT_SIZES, write_synthetic
@@ -20,6 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--sample-rate", type=int, default=11025, help="audio sample rate (Hz)")
     p.add_argument("--seconds", type=float, default=1.0, help="clip length (s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     for k, v in DEFAULT_SIZES.items():
         p.add_argument("--" + k.replace("_", "-"), type=int, default=v, help=f"default {v}")
     return p.parse_args(argv)
@@ -29,9 +34,19 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     t = time.time()
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SystemExit(f"--out {args.out} is a file, not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
+        raise SystemExit(f"--out {args.out} exists and holds files: choose another folder, or "
+                         "replace it whole with --overwrite")
     sizes = {k: getattr(args, k) for k in DEFAULT_SIZES}
-    meta = write_synthetic(args.out, seed=args.seed, image_size=args.image_size,
+    tmp = f"{out}.tmp-{os.getpid()}"
+    meta = write_synthetic(tmp, seed=args.seed, image_size=args.image_size,
                            sample_rate=args.sample_rate, seconds=args.seconds, **sizes)
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.replace(tmp, out)
     n = sum(meta[k] for k in ("num_train", "num_val", "num_test", "num_duet"))
     logger.info("wrote %d items to %s in %.1f s", n, args.out, time.time() - t)
     return meta
