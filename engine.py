@@ -22,7 +22,7 @@ from models.authors import authors_sizes, convert_authors_state_dict, is_authors
 from utils.checkpoint import load_checkpoint
 from utils.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from utils.dist import all_reduce_sum, is_dist, is_main_process
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, InputError
 from utils.logger import logger, progress
 from utils.visualize import plot_overlay
 
@@ -362,7 +362,13 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
                 save_overlays(model, dataset, ckpt["class_names"], device,
                               os.path.join(out_dir, f"vis_{tag}"), save_vis)
     if is_main_process():
-        with open(os.path.join(out_dir, "results.json"), "w") as f:
+        path = os.path.join(out_dir, "results.json")
+        with open(f"{path}.tmp.{os.getpid()}", "w") as f:  # complete or not at all
             json.dump({"split": split, "config": to_dict(cfg), "results": results}, f, indent=1)
-        logger.info("wrote %s", os.path.join(out_dir, "results.json"))
+        os.replace(f"{path}.tmp.{os.getpid()}", path)
+        logger.info("wrote %s", path)
+    empty = [entry for entry, metrics in results.items() if math.isnan(selection_metric(metrics))]
+    if empty:  # a number that measures nothing is not a result
+        raise InputError(f"nothing to score in {', '.join(empty)} [{split}]: no item with an "
+                         f"annotated box (AP / CAP undefined; recorded as NaN in results.json)")
     return results

@@ -447,3 +447,15 @@ def test_make_synthetic_never_writes_into_an_existing_folder(tmp_path):
     assert len((out / "train.txt").read_text().splitlines()) == 12
     assert not (out / "frames" / "stale.jpg").exists() and (out / "meta.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic"]  # no temporary folder left
+
+
+def test_an_evaluation_with_nothing_to_score_is_an_error_not_a_nan(root, tmp_path, script):
+    """test.py --split val on a val carve-out without boxes: results.json records the NaN, and the
+    command fails naming the set, instead of reporting AP nan with success."""
+    from utils.errors import InputError
+    out = tmp_path / "run"
+    ckpt = fit(root, str(out), "eval.test_at_end=false", "data.val_fraction=0.25")
+    with pytest.raises(InputError, match=r"nothing to score in vggss \[val\]: no item with an "
+                                         r"annotated box"):
+        script("test.py").main(["--ckpt", ckpt, "--split", "val", "--out", str(tmp_path / "t")])
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["split"] == "val"
