@@ -6,7 +6,7 @@ import pytest
 ROOT = os.path.dirname(os.path.abspath(__file__))
 os.chdir(ROOT)  # the configs' relative paths (pytest.ini puts ROOT on sys.path)
 
-# the benchmarks' real list and annotation files (README, "Data"); AVGN_METADATA overrides
+# the benchmarks' real list and annotation files (docs/data.md); AVGN_METADATA overrides
 METADATA = os.environ.get("AVGN_METADATA", os.path.join(os.path.dirname(ROOT), "shared", "metadata"))
 _SCRIPTS = {}
 

@@ -56,13 +56,15 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=16, help="sampled times per model call")
     p.add_argument("--still", default=None, help="also write the frame of the middle sampled "
                    "time, blended, as a PNG")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value (a released "
+                   "checkpoint: data.dataset=... names its classes, docs/model.md)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda if "
                    "available")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads while the demo "
                    "runs (restored after). 1 is fastest for small models: decoding and encoding "
                    "use their own threads, and torch's threads stall on a busy CPU; raise it for "
                    "a large model on an idle machine")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     if not args.every > 0:
         p.error("--every must be > 0")
     if args.topk is not None and args.topk < 1:
@@ -89,7 +91,7 @@ def run(args):
         raise DemoError(f"--out {out_path} would overwrite the input video")
     json_path = os.path.splitext(out_path)[0] + ".json"
     start = time.time()
-    model, cfg, names = load_demo_model(args.ckpt, device)
+    model, cfg, names = load_demo_model(args.ckpt, device, args.overrides)
     fixed = resolve_classes(args.classes, names)
     if fixed is not None and not model.class_aware:
         logger.warning("%s is class-agnostic (%s): every class gets the same map", args.ckpt,

@@ -233,7 +233,7 @@ def model_from_checkpoint(ckpt, cfg, device):
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as e:
-        raise ValueError(f"the checkpoint's weights do not fit the {cfg.model.name} model its "
+        raise ConfigError(f"the checkpoint's weights do not fit the {cfg.model.name} model its "
                          f"config describes (was a model.* key overridden?): "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return model.to(device).eval()
@@ -241,14 +241,20 @@ def model_from_checkpoint(ckpt, cfg, device):
 
 # what the released code fixes and its checkpoints do not record (model.py:54-91: 8 heads)
 RELEASED_FIXED = {"model.arch": "authors", "model.heads": 8}
+# the released code's input pipeline (configs/paper.yaml's values; a test checks they agree):
+# its spectrogram (datasets.py:41-44, /12), bicubic frames and maps (datasets.py, train.py:310)
+RELEASED_INPUTS = {"data.audio.frontend": "released", "data.audio.hop": 238,
+                   "data.audio.frames": 276, "data.audio.log_mean": 0.0,
+                   "data.audio.log_std": 12.0, "data.interpolation": "bicubic",
+                   "eval.upsample": "bicubic"}
 
 
 def released_checkpoint(ckpt, overrides, path):
     """A checkpoint of the released AVGN code (stoneMo/AVGN train.py:228-234: {'model' (with
     'module.' prefixes under DDP), 'optimizer', 'epoch', 'best_Precision', ...}, no config) -> a
     checkpoint dict of ours: the weights through `convert_authors_state_dict`; a config of
-    model.arch=authors at the weights' sizes (C x D class tokens, transformer depth), then
-    `overrides` (data.*, eval.*, and model.assignment=hard for a model trained with
+    model.arch=authors at the weights' sizes (C x D class tokens, transformer depth) that reads
+    its inputs as the released code does (RELEASED_INPUTS), then `overrides` (data.*, eval.*, and model.assignment=hard for a model trained with
     --attn_assign hard: the weights do not tell); the class names are the sorted classes of the
     training list of data.dataset, the numbering of the released datasets.py, so data.dataset
     (and data.root / data.metadata) must name the data it was trained on."""
@@ -256,17 +262,18 @@ def released_checkpoint(ckpt, overrides, path):
         state = convert_authors_state_dict(ckpt["model"])
         C, D, depth = authors_sizes(state)
     except (ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a checkpoint of the released AVGN code: {e}") from None
+        raise CheckpointError(f"{path}: not a checkpoint of the released AVGN code: {e}") from None
     fixed = dict(RELEASED_FIXED, **{"model.dim": D, "model.num_classes": C, "model.depth": depth})
-    cfg = apply_overrides(Config(), [f"{k}={v}" for k, v in fixed.items()] + list(overrides))
+    cfg = apply_overrides(Config(), [f"{k}={v}" for k, v in {**RELEASED_INPUTS, **fixed}.items()]
+                          + list(overrides))
     changed = [f"{k}={v}" for k, v in fixed.items()
                if getattr(cfg.model, k.split(".")[1]) != v]
     if changed:
-        raise ValueError(f"{path} is a checkpoint of the released AVGN code, which needs "
+        raise ConfigError(f"{path} is a checkpoint of the released AVGN code, which needs "
                          f"{', '.join(changed)}; do not override them")
     names = training_class_names(cfg)
     if len(names) != C:
-        raise ValueError(f"{path} is a checkpoint of the released AVGN code with {C} classes, but "
+        raise ConfigError(f"{path} is a checkpoint of the released AVGN code with {C} classes, but "
                          f"the training list of data.dataset={cfg.data.dataset} has {len(names)}: "
                          f"its class names are the sorted classes of the list it was trained on; "
                          f"set data.dataset (and data.root / data.metadata) to that data")
@@ -297,17 +304,18 @@ def load_trained(path, device, overrides=()):
     names = ckpt["class_names"]
     if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
             and len(names) == cfg.model.num_classes):
-        raise ValueError(f"{path}: class_names must be {cfg.model.num_classes} names "
+        raise ConfigError(f"{path}: class_names must be {cfg.model.num_classes} names "
                          f"(model.num_classes), got {str(names)[:200]}")
     try:
         return ckpt, cfg, model_from_checkpoint(ckpt, cfg, device)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e}") from None
 
 
 @torch.no_grad()
-def save_overlays(model, dataset, class_names, device, out_dir, count):
-    """Overlays of the first `count` items of `dataset` under `out_dir`."""
+def save_overlays(model, dataset, class_names, device, out_dir, count, upsample="bilinear"):
+    """Overlays of the first `count` items of `dataset` under `out_dir` (maps upsampled by
+    `upsample`, eval.upsample)."""
     os.makedirs(out_dir, exist_ok=True)
     model.eval()
     for i in range(min(count, len(dataset))):
@@ -315,7 +323,7 @@ def save_overlays(model, dataset, class_names, device, out_dir, count):
         out = model(s["image"][None].to(device), s["spec"][None].to(device))
         classes = s["classes"][None].to(device)  # [1, N]
         maps = localization_maps(out, classes, model.modulate)
-        maps = upsample_maps(maps, s["gt"].shape[-2:])[0]
+        maps = upsample_maps(maps, s["gt"].shape[-2:], upsample)[0]
         p = presence(out)[0]
         names = [class_names[c] for c in s["classes"].tolist()]
         safe = "".join(ch if ch.isalnum() or ch in "-_+" else "_" for ch in s["id"])[:80]
@@ -336,7 +344,7 @@ def build_test_sets(cfg, class_names, split="test"):
         dataset = build_dataset(cfg, own_split if own_split and split == "test" else split, name,
                                 class_names=class_names)
         if len(dataset) == 0:
-            raise ValueError(f"test set '{entry}' ({split}) has no items: {dataset.origin}")
+            raise ConfigError(f"test set '{entry}' ({split}) has no items: {dataset.origin}")
         out.append((entry, dataset))
     return out
 
@@ -360,7 +368,8 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
             logger.info(format_metrics(f"{entry} [{split}]", metrics))
             if save_vis:
                 save_overlays(model, dataset, ckpt["class_names"], device,
-                              os.path.join(out_dir, f"vis_{tag}"), save_vis)
+                              os.path.join(out_dir, f"vis_{tag}"), save_vis,
+                              cfg.eval.upsample)
     if is_main_process():
         path = os.path.join(out_dir, "results.json")
         with open(f"{path}.tmp.{os.getpid()}", "w") as f:  # complete or not at all

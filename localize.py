@@ -24,10 +24,11 @@ class DemoError(Exception):
     """Bad input, reported as one line without a traceback."""
 
 
-def load_demo_model(path, device):
-    """Checkpoint -> (model in eval mode, Config, class names), or DemoError saying why not."""
+def load_demo_model(path, device, overrides=()):
+    """Checkpoint (with config `overrides`) -> (model in eval mode, Config, class names), or
+    DemoError saying why not."""
     try:
-        ckpt, cfg, model = load_trained(path, device)
+        ckpt, cfg, model = load_trained(path, device, overrides)
     except (FileNotFoundError, RuntimeError, ValueError) as e:  # ConfigError is a ValueError
         raise DemoError(str(e)) from None
     return model, cfg, list(ckpt["class_names"])
@@ -144,7 +145,8 @@ class Localizer:
             s.presence = None if agnostic else [round(float(v), 4) for v in p[b]]
             s.maps = maps[b, :len(chosen[b])].clone()  # [N, h, w]
             if len(s.classes):
-                s.peaks = [peak(m) for m in upsample_maps(s.maps[None], self.display)[0]]
+                s.peaks = [peak(m) for m in upsample_maps(s.maps[None], self.display,
+                                                           self.cfg.eval.upsample)[0]]
 
     def name(self, c):
         return AGNOSTIC if c < 0 else self.names[c]
@@ -158,7 +160,8 @@ class Localizer:
         the time, then a color square, name and score per class (an Overlay)."""
         maps = None
         if len(sample.classes):
-            maps = upsample_maps(sample.maps[None], self.display)[0]  # [N, H, W]
+            maps = upsample_maps(sample.maps[None], self.display,
+                                 self.cfg.eval.upsample)[0]  # [N, H, W]
         lines = [(None, f"t = {sample.t:.2f} s")]
         for c, s in zip(sample.classes, sample.scores):
             lines.append((self.colors[c], self.name(c) + ("" if s is None else f"  {s:.2f}")))

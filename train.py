@@ -30,7 +30,7 @@ from engine import (StopRequested, build_evaluator, build_test_sets, evaluate, f
 from losses import build_criterion
 from models import build_model
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
-from utils.config import dump_config, to_dict
+from utils.config import ConfigError, dump_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
 from utils.errors import run_cli
 from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
@@ -96,7 +96,7 @@ class Training:
                                    t.seed, pin_memory=cuda, class_balanced=cfg.data.class_balanced)
         self.steps_per_epoch = len(self.loader.batch_sampler)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(train_set)} training items ({train_set.origin}) give no full "
+            raise ConfigError(f"{len(train_set)} training items ({train_set.origin}) give no full "
                              f"batch of {t.batch_size_per_gpu} x {world} processes")
         total_steps = t.epochs * self.steps_per_epoch
         total_steps = min(total_steps, t.max_steps) if t.max_steps else total_steps
@@ -157,7 +157,7 @@ def fit(args, device, command):
     if ckpt is not None:
         check_resumable(ckpt, cfg, resume)
     if cfg.train.batchnorm == "sync" and device.type != "cuda":
-        raise ValueError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
+        raise ConfigError("train.batchnorm=sync needs CUDA (SyncBatchNorm); use batch or frozen")
     setup_logging(out_dir, hold=True)
     logger.info("git %s | %s", git_sha(), " ".join(command))
     torch.manual_seed(cfg.train.seed)
@@ -173,12 +173,11 @@ def fit(args, device, command):
     val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
     if cfg.eval.test_at_end:  # a broken test list fails now, not after training
         build_test_sets(cfg, train_set.class_names)
+    run = Training(cfg, train_set, device)  # the model and loss check their keys too
     with run_folder(out_dir, " ".join(command), clear=overwrite):  # locked: one run at a time
         release_log()
         if is_main_process():
             dump_config(cfg, os.path.join(out_dir, "config.yaml"))
-
-        run = Training(cfg, train_set, device)
         if ckpt is not None:
             run.load(ckpt)
             del ckpt  # its tensors are copied into the model and optimizer

@@ -16,7 +16,8 @@
 #   bench     model-only rate of benchmarks.bench_train at the training settings, and a profile of
 #             one step (top 10 kernels by device time)
 #   train     torchrun --nproc_per_node=1 train.py on the synthetic benchmark at paper size
-#             (224 px, 257x300, D 512, L 3, batch 128, bf16, channels_last), without and with
+#             (224 px, configs/paper.yaml's model and spectrogram: the released model, 257x276,
+#             D 512, L 3, batch 128, bf16, channels_last), without and with
 #             torch.compile, through the real loader: samples/s, its share of the model-only rate
 #             and of the bf16 peak, and the share of time spent waiting for data
 #   resume    SIGTERM mid-epoch, then --resume auto: the resumed run continues from the saved step

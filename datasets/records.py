@@ -32,10 +32,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from utils.errors import InputError
+
 Box = Tuple[float, float, float, float]  # normalized x1, y1, x2, y2
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """Bad input: a missing/corrupt file, an unknown class, a malformed box or list line."""
 
 

@@ -326,7 +326,7 @@ def convert_authors_state_dict(state):
     with `module.` prefixes) -> the state dict of `AuthorsAVGN`, without the parameters of the
     unused `han_encoder`. Only the keys change; the values are the same objects.
 
-    Raises ValueError naming a key that is neither a released AVGN key nor one of ours.
+    Raises ValueError naming a key that no rename maps (not a key of the released AVGN).
     """
     out = {}
     for key, value in state.items():

@@ -87,8 +87,8 @@ def load_imagenet_weights(trunk, path=""):
         raise ValueError("pretrained weights are for the visual (3-channel) trunk")
     if not path and trunk.out_channels != 512:
         raise ValueError("the ImageNet ResNet18 is the standard width (model.width=64); a narrower "
-                         "trunk loads a file of its width with model.pretrained_path (e.g. "
-                         "python -m study.pretrain_visual)")
+                         "trunk loads a torchvision-layout file of its width with "
+                         "model.pretrained_path")
     if path:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model.pretrained_path={path!r} does not exist")

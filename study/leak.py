@@ -174,8 +174,9 @@ def leak(ckpt_path, sets, protocols, threshold, compete_tau=0.0, overrides=(), d
             evaluator = LeakEvaluator(objects, ckpt["class_names"], ciou_thresholds=(0.3,),
                                       threshold=threshold, protocol=protocol)
             out[f"{entry} {protocol}"] = evaluate(model, loader, evaluator, device,
-                                                  desc=f"{entry} {protocol}",
-                                                  compete_tau=compete_tau)
+                                                  cfg.train.amp, desc=f"{entry} {protocol}",
+                                                  compete_tau=compete_tau,
+                                                  upsample=cfg.eval.upsample)
     return out
 
 

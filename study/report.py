@@ -317,7 +317,7 @@ def write_report(summary, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", default="results", help="folder holding summary.json")
+    p.add_argument("--out", default="study/results/tables", help="folder holding summary.json")
     args = p.parse_args(argv)
     setup_logging()
     with open(os.path.join(args.out, "summary.json")) as f:

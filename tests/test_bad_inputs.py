@@ -75,6 +75,10 @@ def test_rerun_into_a_finished_run_is_refused(root, tmp_path):
     with pytest.raises(DataError, match="test_999999"):  # a later check fails: nothing deleted
         fit(root, out, "train.max_steps=1", "--overwrite")
     assert before == {n: open(os.path.join(out, n), "rb").read() for n in before}
+    with pytest.raises(ValueError, match="model.zero_init_residual"):  # so does the model's own
+        fit(root, out, "train.max_steps=1", "--overwrite", "model.arch=authors",
+            "eval.test_at_end=false")
+    assert before == {n: open(os.path.join(out, n), "rb").read() for n in before}
     fit(root, out, "train.max_steps=1", "eval.test_at_end=false", "--overwrite")  # on purpose
     assert torch.load(ckpt, weights_only=True)["step"] == 1
     with open(os.path.join(out, "log.jsonl")) as f:
@@ -82,25 +86,26 @@ def test_rerun_into_a_finished_run_is_refused(root, tmp_path):
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(root, tmp_path):
-    """Two runs with one train.output_dir: while the first lives (its lock names its pid), the
-    second is refused before it writes anything, even with --overwrite; a lock whose process has
-    ended, and the temporary file of its interrupted save, are taken over with a warning."""
-    import socket
-    from utils.run_folder import LOCK, RunFolderInUse
+    """Two runs with one train.output_dir: while the first lives (it holds the folder's lock),
+    the second is refused before it writes anything, even with --overwrite; the lock file of a
+    run that died, and the temporary file of its interrupted save, are taken over with a
+    warning."""
+    from utils.run_folder import LOCK, FolderLock, RunFolderInUse
     out = tmp_path / "run"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = ("import sys, time; sys.path.insert(0, '.'); from utils.run_folder import FolderLock; "
+            f"FolderLock({str(out)!r}, 'train.py --config first.yaml').acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
     try:
-        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "2026-01-01 00:00:00",
-                "command": "train.py --config first.yaml"}
-        (out / LOCK).write_text(json.dumps(lock))
+        assert holder.stdout.readline().strip() == "held"
         for extra in ((), ("--overwrite",)):
             with pytest.raises(RunFolderInUse, match=rf"in use by process {holder.pid} on .*"
-                                                     r"first.yaml.*delete .*\.lock"):
+                                                     r"first.yaml"):
                 fit(root, str(out), "eval.test_at_end=false", *extra)
             assert sorted(os.listdir(out)) == [LOCK]  # no log, config or checkpoint
     finally:
-        holder.kill()
+        holder.kill()  # dies holding it: the kernel drops the lock, the file stays
         holder.wait()
     (out / "checkpoint.pth.tmp.{}".format(holder.pid)).write_bytes(b"half a checkpoint")
     ckpt = fit(root, str(out), "train.max_steps=1", "eval.test_at_end=false")
@@ -108,6 +113,8 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_stale_lock_taken_ove
     assert sorted(os.listdir(out)) == ["checkpoint.pth", "config.yaml", "log.jsonl", "train.log"]
     log = (out / "train.log").read_text()
     assert f"process {holder.pid}" in log and f"tmp.{holder.pid}" in log
+    FolderLock(str(out)).acquire().release()  # a run that ends releases it: no file, no warning
+    assert LOCK not in os.listdir(out)
 
 
 def test_failing_resume_names_the_keys_and_changes_nothing(root, tmp_path):

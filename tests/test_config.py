@@ -285,3 +285,11 @@ def test_docs_model_table_matches_the_schema():
             if "range" in f.metadata:
                 assert f.metadata["range"] in values, \
                     f"docs/model.md: {key} must be {f.metadata['range']}, not stated in {values!r}"
+
+
+def test_a_released_checkpoint_reads_its_inputs_as_the_paper_configs():
+    """engine.RELEASED_INPUTS (how test.py and demo.py read a released checkpoint's inputs) are
+    the paper configs' values: the released spectrogram and bicubic frames and maps."""
+    from engine import RELEASED_INPUTS
+    paper = _flat(load_config("configs/paper.yaml"))
+    assert {k: paper[k] for k in RELEASED_INPUTS} == RELEASED_INPUTS

@@ -41,12 +41,17 @@ def main(argv=None):
         raise SystemExit(f"--out {args.out} exists and holds files: choose another folder, or "
                          "replace it whole with --overwrite")
     sizes = {k: getattr(args, k) for k in DEFAULT_SIZES}
-    tmp = f"{out}.tmp-{os.getpid()}"
-    meta = write_synthetic(tmp, seed=args.seed, image_size=args.image_size,
-                           sample_rate=args.sample_rate, seconds=args.seconds, **sizes)
-    if os.path.isdir(out):
-        shutil.rmtree(out)
+    tmp, old = f"{out}.tmp-{os.getpid()}", f"{out}.old-{os.getpid()}"
+    try:
+        meta = write_synthetic(tmp, seed=args.seed, image_size=args.image_size,
+                               sample_rate=args.sample_rate, seconds=args.seconds, **sizes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.isdir(out):  # --overwrite: the old folder moves aside, the new one takes its name
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     n = sum(meta[k] for k in ("num_train", "num_val", "num_test", "num_duet"))
     logger.info("wrote %d items to %s in %.1f s", n, args.out, time.time() - t)
     return meta

@@ -25,6 +25,7 @@ from typing import List, Literal
 
 import yaml
 
+from .errors import InputError
 from .thresholds import parse_threshold
 
 
@@ -170,10 +171,10 @@ class EvalConfig:
     batch_size: int = ranged(32, "> 0")  # evaluation batch per process
     test_at_end: bool = True  # train.py tests best.pth (or the last checkpoint) on test_sets
     save_vis: int = ranged(8, ">= 0")  # overlays written per test set by the end-of-training test
-    # [beyond the paper] > 0: a mixture's sources compete for each pixel at this temperature
-    # (models.compete_maps); 0: off, the paper's maps
     # maps to the image size: bilinear (this project) | bicubic (the released evaluation)
     upsample: Literal["bilinear", "bicubic"] = "bilinear"
+    # [beyond the paper] > 0: a mixture's sources compete for each pixel at this temperature
+    # (models.compete_maps); 0: off, the paper's maps
     compete_tau: float = ranged(0.0, ">= 0 and finite")
 
 
@@ -186,8 +187,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(InputError, ValueError):
+    """A config value (or a run's stored one) that cannot be used; the message names the key."""
 
 
 def _fields(cls):

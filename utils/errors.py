@@ -1,18 +1,18 @@
 """Errors a user can fix, and how the command-line entry points report them.
 
-A bad config value, list line, file or checkpoint raises an exception that names what is wrong
-(ConfigError, DataError, CheckpointError, RunFolderInUse: all InputError, or a ValueError /
-FileNotFoundError / FileExistsError). `run_cli` ends such a command with that message as one line
-on stderr and exit code 2, without a traceback (AVGN_DEBUG=1 prints it too); any other exception
-is a failure, with its traceback and exit code 1. Called in-process (tests, notebooks), `main`
-raises as usual.
+A bad config value, list line, file, checkpoint or run folder raises an InputError that names
+what is wrong (ConfigError, DataError, CheckpointError, RunFolderInUse; the first two are also
+ValueErrors), or FileNotFoundError / FileExistsError. `run_cli` ends such a command with that
+message as one line on stderr and exit code 2, without a traceback (AVGN_DEBUG=1 prints it too);
+any other exception is a failure, with its traceback and exit code 1. Called in-process (tests,
+notebooks), `main` raises as usual.
 """
 import os
 import sys
 import traceback
 
 EXIT_BAD_INPUT = 2
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (FileNotFoundError, FileExistsError)
 
 
 class InputError(Exception):
@@ -25,7 +25,7 @@ class CheckpointError(InputError, RuntimeError):
 
 def run_cli(main):
     """Call `main()` as a command: sys.exit with its return value (None: 0), or with
-    EXIT_BAD_INPUT after printing the message of an InputError / ValueError / FileNotFoundError /
+    EXIT_BAD_INPUT after printing the message of an InputError / FileNotFoundError /
     FileExistsError in one line."""
     try:
         code = main()

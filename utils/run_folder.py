@@ -8,6 +8,7 @@ mid-epoch stop) the batch layout are the run's own. A running run holds the fold
 the first one lives, whatever either one was told.
 """
 import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -16,7 +17,7 @@ import socket
 import time
 
 from .checkpoint import load_checkpoint
-from .config import apply_overrides, from_dict, load_config, to_dict
+from .config import ConfigError, apply_overrides, from_dict, load_config, to_dict
 from .dist import all_gather_object, barrier, get_world_size, is_main_process
 from .errors import InputError
 from .logger import logger
@@ -91,12 +92,12 @@ def check_resumable(ckpt, cfg, resume):
         differ.append(f"train.optimizer={stored.train.optimizer!r} (command: "
                       f"{cfg.train.optimizer!r})")
     if differ:
-        raise ValueError(f"--resume {resume}: the run was trained with {'; '.join(differ)}. "
+        raise ConfigError(f"--resume {resume}: the run was trained with {'; '.join(differ)}. "
                          "Resume with the run's values, or start a new run in another "
                          "train.output_dir")
     layout = (get_world_size(), cfg.train.batch_size_per_gpu)
     if ckpt["step_in_epoch"] and tuple(ckpt.get("layout", layout)) != layout:
-        raise ValueError(f"--resume {resume} stopped mid-epoch with (processes, "
+        raise ConfigError(f"--resume {resume} stopped mid-epoch with (processes, "
                          f"batch_size_per_gpu) = {tuple(ckpt['layout'])}; resume with the same, "
                          f"not {layout}")
 
@@ -104,7 +105,7 @@ def check_resumable(ckpt, cfg, resume):
 def check_class_names(ckpt, class_names, resume):
     """Raise when the training list gives other classes than the checkpoint was trained on."""
     if list(ckpt["class_names"]) != list(class_names):
-        raise ValueError(f"--resume {resume}: the run was trained on {len(ckpt['class_names'])} "
+        raise ConfigError(f"--resume {resume}: the run was trained on {len(ckpt['class_names'])} "
                          f"classes {ckpt['class_names'][:5]}..., the training list now gives "
                          f"{len(class_names)} {class_names[:5]}...")
 
@@ -124,87 +125,92 @@ class RunFolderInUse(InputError, RuntimeError):
     """Another live run holds the folder."""
 
 
-def _alive(pid):
-    """Whether process `pid` runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # runs, as another user
-        return True
-    return True
+class FolderLock:
+    """An exclusive lock on `out_dir`/LOCK held for the life of this process's run: a `flock` on
+    the file (the kernel drops it when the process ends, however it ends) and, in the file, the
+    holder's pid, host, start and command, to name it to a refused run."""
+
+    def __init__(self, out_dir, command=""):
+        self.path, self.command, self.fd = os.path.join(out_dir, LOCK), command, None
+
+    def acquire(self):
+        """Take the lock or raise RunFolderInUse naming its holder. A lock file left by a run that
+        ended without releasing it, and the temporary files of an interrupted checkpoint save
+        (`*.tmp.<pid>`), are taken over / removed with a warning once the lock is held."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_lock(fd)
+                os.close(fd)
+                who = (f"process {holder.get('pid')} on {holder.get('host')} since "
+                       f"{holder.get('started')} ({holder.get('command') or 'no command'})"
+                       if holder else "another run")
+                raise RunFolderInUse(f"train.output_dir {os.path.dirname(self.path)} is in use by "
+                                     f"{who}: wait for it, or choose another train.output_dir"
+                                     ) from None
+            try:  # the file may have been removed by its last holder between open and flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        left = _read_lock(fd)
+        if left:
+            logger.warning("%s: the run of process %s (started %s) ended without releasing the "
+                           "folder; taking it over", self.path, left.get("pid"), left.get("started"))
+        folder = os.path.dirname(self.path)
+        for tmp in glob.glob(os.path.join(folder, "*.tmp.*")):  # no live run writes here now
+            os.remove(tmp)
+            logger.warning("removed %s, left by an interrupted save", tmp)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "command": self.command}).encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.remove(self.path)  # while held: a run that opened it before retries (acquire)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
-def _read_lock(path):
+def _read_lock(fd):
     try:
-        with open(path) as f:
-            holder = json.load(f)
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = json.loads(os.read(fd, 1 << 16).decode() or "{}")
         return holder if isinstance(holder, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def lock_folder(out_dir, command=""):
-    """Create `out_dir`/LOCK for this process, or raise RunFolderInUse naming the live run that
-    holds it. A lock left by a process of this host that no longer runs is stale: it is replaced,
-    with a warning, and so are the temporary files of an interrupted checkpoint save of a process
-    that no longer runs (`*.tmp.<pid>`). Returns the lock's path."""
-    os.makedirs(out_dir, exist_ok=True)
-    path, host = os.path.join(out_dir, LOCK), socket.gethostname()
-    for tmp in glob.glob(os.path.join(out_dir, "*.tmp.*")):
-        pid = tmp.rsplit(".", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            os.remove(tmp)
-            logger.warning("removed %s, left by an interrupted save of process %s", tmp, pid)
-    me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-          "command": command}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            pid = holder.get("pid")
-            if holder.get("host") == host and isinstance(pid, int) and not _alive(pid):
-                logger.warning("%s: the run of process %s (started %s) ended without releasing "
-                               "the folder; taking it over", path, pid, holder.get("started"))
-                os.remove(path)
-                continue
-            who = (f"process {pid} on {holder.get('host')} since {holder.get('started')} "
-                   f"({holder.get('command') or 'no command recorded'})" if holder else
-                   "a process that left no record")
-            raise RunFolderInUse(f"train.output_dir {out_dir} is in use by {who}: wait for it, or "
-                                 f"choose another train.output_dir; if no run uses it any more, "
-                                 f"delete {path}") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return path
-    raise RunFolderInUse(f"could not take {path}: another run took it at the same time")
-
-
-def unlock_folder(path):
-    """Remove the lock at `path` if this process holds it."""
-    if _read_lock(path).get("pid") == os.getpid():
-        os.remove(path)
-
-
 @contextlib.contextmanager
 def run_folder(out_dir, command="", clear=False):
-    """Hold `out_dir` for the body: rank 0 takes the lock (every process raises the same
-    RunFolderInUse when it cannot be taken), then, with `clear`, the run there is deleted
-    (`clear_run`, for --overwrite); the lock is released when the body ends, however it ends."""
-    path, error = None, None
+    """Hold `out_dir` for the body: rank 0 takes its FolderLock (every process raises the same
+    error when it cannot), then, with `clear`, the run there is deleted (`clear_run`, for
+    --overwrite); the lock is released when the body ends, however it ends."""
+    lock, error = None, None
     if is_main_process():
         try:
-            path = lock_folder(out_dir, command)
-        except RunFolderInUse as e:
-            error = str(e)
-    error = all_gather_object(error)[0]
-    if error:
-        raise RunFolderInUse(error)
+            lock = FolderLock(out_dir, command).acquire()
+        except Exception as e:  # every rank leaves with it, none waits in a collective
+            error = e
+    errors = all_gather_object(None if error is None else (type(error).__name__, str(error)))
+    if error is not None:
+        raise error
+    if errors[0] is not None:
+        raise RunFolderInUse(errors[0][1]) if errors[0][0] == "RunFolderInUse" else \
+            RuntimeError(f"rank 0 could not take {out_dir}: {errors[0][1]}")
     try:
         if clear:
             clear_run(out_dir)
-        yield path
+        yield lock
     finally:
-        if path:
-            unlock_folder(path)
+        if lock is not None:
+            lock.release()
