@@ -234,8 +234,17 @@ def test_constructor_defaults_are_the_schemas():
 
 def test_allowed_values_outside_the_schema_are_the_schemas():
     import losses
+    from datasets import audio, image
     from models import avgn, encoders
-    for values, key in [(losses.SYMMETRIC, "loss.symmetric"),
+    for fn, arg, key in [(avgn.upsample_maps, "mode", "eval.upsample"),
+                         (image.apply_image, "interpolation", "data.interpolation"),
+                         (audio.log_spectrogram, "frontend", "data.audio.frontend")]:
+        default = inspect.signature(fn).parameters[arg].default  # a direct caller's default
+        assert default == _schema_field(key)[0].default, (key, default)
+    for values, key in [(avgn.UPSAMPLING, "eval.upsample"), (tuple(image.INTERPOLATIONS),
+                                                             "data.interpolation"),
+                        (audio.FRONTENDS, "data.audio.frontend"),
+                        (losses.SYMMETRIC, "loss.symmetric"),
                         (avgn.LOC_FEATURES, "model.loc_features"),
                         (avgn.ASSIGNMENTS, "model.assignment"),
                         (encoders.OUTPUT_STRIDES, "model.visual_stride"),
