@@ -15,13 +15,15 @@ from contextlib import nullcontext
 import torch
 
 from datasets import build_dataset, build_loader, training_class_names
+from datasets.decode import decode_all
+from datasets.records import DataError
 from datasets.image import to_rgb
 from metrics import MultiSourceEvaluator, SingleSourceEvaluator
 from models import build_model, compete_maps, localization_maps, presence, upsample_maps
 from models.authors import authors_sizes, convert_authors_state_dict, is_authors_state_dict
 from utils.checkpoint import load_checkpoint
 from utils.config import Config, ConfigError, apply_overrides, from_dict, to_dict
-from utils.dist import all_reduce_sum, is_dist, is_main_process
+from utils.dist import all_gather_object, all_reduce_sum, is_dist, is_main_process
 from utils.errors import CheckpointError, InputError
 from utils.logger import logger, progress
 from utils.visualize import plot_overlay
@@ -332,6 +334,24 @@ def save_overlays(model, dataset, class_names, device, out_dir, count, upsample=
 
 
 # ----------------------------------------------------------------------------- test driver
+def decode_test_sets(test_sets, workers):
+    """Load every item of every test set [(entry, dataset)] once, as evaluation will (rank 0, in
+    `workers` processes): a corrupt jpg or wav, or audio with NaN samples, fails before training,
+    naming the file and its list line, not after it. Raises DataError."""
+    bad = []
+    if is_main_process():
+        t0 = time.time()
+        for entry, dataset in test_sets:
+            bad += [(entry, why) for _, why in decode_all(dataset, workers, f"decode {entry}")]
+        logger.info("decoded the %d test items in %.1f s", sum(len(d) for _, d in test_sets),
+                    time.time() - t0)
+    bad = all_gather_object(bad)[0]
+    if bad:
+        raise DataError(f"{len(bad)} test item(s) cannot be loaded, the first: "
+                        + "; ".join(f"{entry}: {why}" for entry, why in bad[:3])
+                        + " (python -m tools.check_data lists every one)")
+
+
 def build_test_sets(cfg, class_names, split="test"):
     """[(entry, dataset)] for every entry of cfg.eval.test_sets (default: data.dataset); an entry
     is 'name' or 'name:split' (e.g. synthetic:test_pairs; its own split is used when `split` is
@@ -366,6 +386,10 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
         evaluator.write_csv(os.path.join(out_dir, f"samples_{tag}_{split}.csv"))
         if is_main_process():
             logger.info(format_metrics(f"{entry} [{split}]", metrics))
+            if metrics.get("num_excluded"):  # named, not silently dropped
+                logger.warning("%s [%s]: %d item(s) with an empty box (zero area) are not "
+                               "scored (num_excluded in results.json)",
+                               entry, split, metrics["num_excluded"])
             if save_vis:
                 save_overlays(model, dataset, ckpt["class_names"], device,
                               os.path.join(out_dir, f"vis_{tag}"), save_vis,

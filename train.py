@@ -25,8 +25,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from datasets import build_dataset, build_loader
-from engine import (StopRequested, build_evaluator, build_test_sets, evaluate, format_metrics,
-                    load_trained, run_tests, selection_metric, train_one_epoch)
+from engine import (StopRequested, build_evaluator, build_test_sets, decode_test_sets, evaluate,
+                    format_metrics, load_trained, run_tests, selection_metric, train_one_epoch)
 from losses import build_criterion
 from models import build_model
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -171,8 +171,8 @@ def fit(args, device, command):
         logger.info("model.num_classes = %d (the training classes)", len(train_set.class_names))
         cfg.model.num_classes = len(train_set.class_names)
     val_set = build_dataset(cfg, "val") if cfg.train.eval_every > 0 else None
-    if cfg.eval.test_at_end:  # a broken test list fails now, not after training
-        build_test_sets(cfg, train_set.class_names)
+    if cfg.eval.test_at_end:  # a broken test list or file fails now, not after training
+        decode_test_sets(build_test_sets(cfg, train_set.class_names), cfg.data.num_workers)
     run = Training(cfg, train_set, device)  # the model and loss check their keys too
     with run_folder(out_dir, " ".join(command), clear=overwrite):  # locked: one run at a time
         release_log()

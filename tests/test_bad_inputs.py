@@ -466,3 +466,23 @@ def test_an_evaluation_with_nothing_to_score_is_an_error_not_a_nan(root, tmp_pat
                                          r"annotated box"):
         script("test.py").main(["--ckpt", ckpt, "--split", "val", "--out", str(tmp_path / "t")])
     assert json.loads((tmp_path / "t" / "results.json").read_text())["split"] == "val"
+
+
+@pytest.mark.parametrize("name,breaks", [
+    ("test_000003.jpg", lambda root: open(os.path.join(root, "frames", "test_000003.jpg"),
+                                          "wb").write(b"\xff\xd8 not a jpeg")),
+    ("test_000004.wav", lambda root: open(os.path.join(root, "audio", "test_000004.wav"),
+                                          "wb").write(b"RIFF not a wav")),
+    ("test_000005.wav", lambda root: sf.write(os.path.join(root, "audio", "test_000005.wav"),
+                                              np.full(SR, np.nan, np.float32), SR,
+                                              subtype="FLOAT"))],
+    ids=["corrupt jpg", "corrupt wav", "nan wav"])
+def test_test_files_are_decoded_before_the_first_step(root, tmp_path, name, breaks):
+    """A test file that exists but cannot be loaded stops train.py before training, naming it
+    (not at the end of training)."""
+    breaks(root)
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=rf"1 test item\(s\) cannot be loaded, the first: vggss: "
+                                        rf".*{name}"):
+        fit(root, out)
+    assert not out.exists()

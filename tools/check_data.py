@@ -13,21 +13,17 @@ or write a smaller list on purpose. Exit status 1 when anything is bad.
 """
 import argparse
 import dataclasses
-import multiprocessing
 import os
 import re
-import signal
 import sys
 import time
 
-import torch
-
 from datasets import build_dataset, training_lists
+from datasets.decode import decode_all
 from utils.config import load_config
-from utils.logger import logger, progress, setup_logging
+from utils.logger import logger, setup_logging
 
 WHERE = re.compile(r"^(?P<a>.+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
-_DATASET = None  # the dataset the worker processes read (inherited through fork)
 
 
 def parse_args(argv=None):
@@ -49,45 +45,6 @@ def parse_args(argv=None):
     if args.workers < 1:
         p.error("--workers must be >= 1")
     return args
-
-
-def _decode(index):
-    """Worker: load item `index` as training or evaluation would; None or the reason it fails."""
-    try:
-        _DATASET[index]
-        return None
-    except Exception as e:  # every failure is reported, none stops the check
-        return index, str(e) or type(e).__name__
-
-
-def _init_worker():
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever handler the parent had installed
-    torch.set_num_threads(1)
-
-
-def decode_all(dataset, workers, desc):
-    """[(index, reason)] of the items of `dataset` that fail to load, in index order."""
-    global _DATASET
-    _DATASET = dataset
-    bad = []
-    if workers == 1:
-        results = map(_decode, range(len(dataset)))
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
-        results = pool.imap_unordered(_decode, range(len(dataset)), chunksize=8)
-    try:
-        for r in progress(results, total=len(dataset), desc=desc):
-            if r is not None:
-                bad.append(r)
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    if pool is not None:
-        pool.close()
-        pool.join()
-    return sorted(bad)
 
 
 def _where(message):
