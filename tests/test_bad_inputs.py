@@ -486,3 +486,18 @@ def test_test_files_are_decoded_before_the_first_step(root, tmp_path, name, brea
                                         rf".*{name}"):
         fit(root, out)
     assert not out.exists()
+
+
+def test_test_py_never_replaces_results(root, tmp_path, script):
+    """test.py beside a run that holds results (train.py's own test) writes to test-1, test-2,
+    ...; an --out holding results needs --overwrite."""
+    out = tmp_path / "run"
+    ckpt = fit(root, str(out), "train.max_steps=1")  # tests at the end: out/results.json
+    before = (out / "results.json").read_bytes()
+    script("test.py").main(["--ckpt", ckpt])
+    script("test.py").main(["--ckpt", ckpt, "eval.threshold=fixed:0.5"])
+    assert (out / "results.json").read_bytes() == before
+    assert (out / "test-1" / "results.json").exists() and (out / "test-2" / "test.log").exists()
+    with pytest.raises(FileExistsError, match=r"holds results.json.*--overwrite"):
+        script("test.py").main(["--ckpt", ckpt, "--out", str(out / "test-1")])
+    script("test.py").main(["--ckpt", ckpt, "--out", str(out / "test-1"), "--overwrite"])
