@@ -250,6 +250,9 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
                 if report is None:
                     raise
                 report.append(str(e))
+        if not items and groups:  # in a check: every entry failed, each one reported
+            raise DataError(f"{split} list {path}: none of its {len(groups)} entries can be used "
+                            f"(the first: {report[-len(groups)]})")
         if not items:
             raise DataError(f"{split} list {path} has no entries")
         if class_names is None:

@@ -501,3 +501,19 @@ def test_test_py_never_replaces_results(root, tmp_path, script):
     with pytest.raises(FileExistsError, match=r"holds results.json.*--overwrite"):
         script("test.py").main(["--ckpt", ckpt, "--out", str(out / "test-1")])
     script("test.py").main(["--ckpt", ckpt, "--out", str(out / "test-1"), "--overwrite"])
+
+
+def test_check_data_names_the_common_reason_when_every_test_entry_fails(root, tmp_path, capsys):
+    """Every test entry written as <id>.mp4: the report says none of the N entries can be used
+    and why (not that the list has no entries), and the console shows the common reason and the
+    first entries."""
+    from tools.check_data import main as check_data
+    rewrite(os.path.join(root, "vggss_test.csv"),  # id,class -> id.mp4,class
+            lambda t: "".join(line.replace(",", ".mp4,", 1) + "\n" for line in t.splitlines()))
+    rows = check_data(["--config", "configs/synthetic.yaml", *TINY, f"data.root={root}",
+                       "--workers", "1", "--splits", "test", "--out", str(tmp_path)])
+    reasons = " | ".join(r for _, _, r in rows)
+    assert "none of its 12 entries can be used (the first: " in reasons and "no entries" not in \
+        reasons.replace("none of its", "")
+    console = capsys.readouterr().out
+    assert "12 of the 13 bad entries fail the same way: " in console and "has no annotation" in console

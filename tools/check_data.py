@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 
 from datasets import build_dataset, training_lists
 from datasets.decode import decode_all
@@ -59,8 +60,8 @@ def check_split(cfg, split, name, class_names, workers, decode=True):
     try:
         entry_split = name.partition(":")[2] if split == "test" and ":" in name else split
         dataset = build_dataset(cfg, entry_split, name.partition(":")[0], class_names, report)
-    except (ValueError, OSError) as e:  # a whole file is unreadable: one row, then go on
-        return None, [(label, "-", str(e))], 0
+    except (ValueError, OSError) as e:  # a whole file unusable: its entries' rows, one for it
+        return None, [(label, _where(m), m) for m in report] + [(label, "-", str(e))], 0
     rows = [(label, _where(m), m) for m in report]
     if not decode:
         return dataset, rows, 0
@@ -70,6 +71,18 @@ def check_split(cfg, split, name, class_names, workers, decode=True):
         where = ", ".join(r.where or r.id for r in named or records)  # a pair's bad clip, if named
         rows.append((label, where, re.sub(r" \(list entry [^)]*\)$", "", reason)))
     return dataset, rows, len(dataset)
+
+
+def summary(rows, first=3):
+    """Console lines for the bad `rows`: the most common kind of failure (its reason with names
+    and numbers blanked) when it covers most of them, then the first `first` rows."""
+    if not rows:
+        return []
+    kinds = Counter(re.sub(r"'[^']*'|\S*[/\\]\S*|\d+", "…", reason) for _, _, reason in rows)
+    kind, count = kinds.most_common(1)[0]
+    lines = [f"{count} of the {len(rows)} bad entries fail the same way: {kind}"] \
+        if count > len(rows) / 2 and len(rows) > 1 else []
+    return lines + [f"{split} {where}: {reason}" for split, where, reason in rows[:first]]
 
 
 def clean_target(path, out_dir, overwrite):
@@ -154,6 +167,8 @@ def main(argv=None):
     wall = time.time() - t0
     logger.info("checked %d items in %.1f s (%.0f items/s, %d workers): %d bad; wrote %s", total,
                 wall, total / max(wall, 1e-9), args.workers, len(rows), path)
+    for line in summary(rows):
+        logger.warning(line)
     if args.clean_train:
         write_clean_lists(cfg, rows, args.clean_train, args.overwrite)
     return rows
