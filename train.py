@@ -6,12 +6,14 @@
     python train.py --resume run/checkpoint.pth                          # after preemption
     python train.py --config configs/synthetic.yaml --resume auto        # start, or continue
 
-A folder that already holds a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten:
-continue it with --resume auto, choose another train.output_dir, or start it anew with
---overwrite; while a run uses a folder, a second run into it is refused. Every config value, the
-resumed checkpoint and every test set are checked before the first step (utils/run_folder.py);
-bad input ends in one line, exit code 2 (utils/errors.py). One code path for one process and for
-torchrun (DDP); the global batch is train.batch_size_per_gpu x processes, the lr used as given.
+A folder holding a run (checkpoint.pth, best.pth or log.jsonl) is never overwritten: continue it
+with --resume auto, choose another train.output_dir, or start anew with --overwrite; while a run
+uses a folder, a second run into it is refused. Every config value, the resumed checkpoint and
+every test set are checked before the first step (utils/run_folder.py); bad input ends in one
+line, exit code 2 (utils/errors.py). One code path for one process and for torchrun (DDP); the
+global batch is train.batch_size_per_gpu x processes, the lr used as given. Config keys:
+utils/config.py, one commented line each (docs/model.md, docs/training.md); a run writes its
+resolved config to <train.output_dir>/config.yaml before its first step.
 """
 import argparse
 import json
@@ -123,9 +125,8 @@ class Training:
         if self.cfg.train.compile:
             self.model = torch.compile(self.model)
         if get_world_size() > 1:
-            cuda = self.device.type == "cuda"
-            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                 if cuda else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.model, device_ids=ids)
 
     def save(self, path):
         save_checkpoint({
