@@ -57,7 +57,13 @@ def output_dir(args):
 def main(argv=None):
     args = parse_args(argv)
     device = init_distributed(args.device)
-    out_dir = all_gather_object(output_dir(args) if is_main_process() else None)[0]
+    try:  # rank 0 chooses the folder; every rank gets it, or its refusal
+        out_dir = output_dir(args) if is_main_process() else None
+    except FileExistsError as e:
+        out_dir = e
+    out_dir = all_gather_object(out_dir)[0]
+    if isinstance(out_dir, Exception):
+        raise out_dir
     setup_logging(out_dir, "test.log", hold=True)  # written once the checkpoint has loaded
     ckpt, cfg, model = load_trained(args.ckpt, device, args.overrides)
     release_log()

@@ -334,7 +334,8 @@ def evaluate_run(run, runner, eval_fixed, select):
                            run.name, name)
             continue
         if not fresh:
-            runner(["test.py", "--ckpt", ckpt, "--out", out, "eval.test_sets=[" + ",".join(sets) + "]",
+            runner(["test.py", "--ckpt", ckpt, "--out", out, "--overwrite",  # a stale evaluation
+                    "eval.test_sets=[" + ",".join(sets) + "]",
                     f"eval.protocol={protocol}", *eval_fixed,
                     *([f"eval.threshold={threshold}"] if threshold else []),
                     *([f"eval.compete_tau={COMPETE_TAU}"] if name in COMPETE else [])],
