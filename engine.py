@@ -25,6 +25,7 @@ from utils.checkpoint import load_checkpoint
 from utils.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from utils.dist import all_gather_object, all_reduce_sum, is_dist, is_main_process
 from utils.errors import CheckpointError, InputError
+from utils.files import write_atomic
 from utils.logger import logger, progress
 from utils.visualize import plot_overlay
 
@@ -396,9 +397,12 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
                               cfg.eval.upsample)
     if is_main_process():
         path = os.path.join(out_dir, "results.json")
-        with open(f"{path}.tmp.{os.getpid()}", "w") as f:  # complete or not at all
-            json.dump({"split": split, "config": to_dict(cfg), "results": results}, f, indent=1)
-        os.replace(f"{path}.tmp.{os.getpid()}", path)
+        record = {"split": split, "config": to_dict(cfg), "results": results}
+
+        def dump(tmp):
+            with open(tmp, "w") as f:
+                json.dump(record, f, indent=1)
+        write_atomic(path, dump)
         logger.info("wrote %s", path)
     empty = [entry for entry, metrics in results.items() if math.isnan(selection_metric(metrics))]
     if empty:  # a number that measures nothing is not a result

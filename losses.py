@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from models.authors import AuthorsAVGN
 from models.avgn import localization_maps, modulated_cosine
 from utils.dist import all_gather_with_grad, get_rank
+from utils.errors import require
 
 
 # the forms of the image->audio term; the same as the schema's loss.symmetric (a test checks it),
@@ -242,12 +243,7 @@ def build_criterion(cfg, model):
     AuthorsAVGN gets the released code's objective, `AuthorsCriterion`)."""
     lc = cfg.loss
     if isinstance(model, AuthorsAVGN):
-        wrong = [k for k, v in AUTHORS_LOSS_FIXED.items() if getattr(lc, k) != v]
-        if wrong:
-            raise ValueError("model.arch=authors trains the released objective, which has no "
-                             + ", ".join(f"loss.{k}={str(getattr(lc, k)).lower()}" for k in wrong)
-                             + "; set " + ", ".join(f"loss.{k}={str(AUTHORS_LOSS_FIXED[k]).lower()}"
-                                                    for k in wrong))
+        require("loss", lc, AUTHORS_LOSS_FIXED, "model.arch=authors trains the released objective")
         return AuthorsCriterion(tau=lc.tau, weights=dict(
             loc=lc.w_loc, cls_token=lc.w_cls_token, cls_audio=lc.w_cls_audio,
             cls_visual=lc.w_cls_visual))

@@ -1,4 +1,6 @@
 """Models: `build_model(cfg)` translates the config into constructor arguments."""
+from utils.errors import require
+
 from .authors import AuthorsAVGN, convert_authors_state_dict
 from .avgn import AVGN, compete_maps, localization_maps, modulated_cosine, presence, upsample_maps
 from .ezvsl import EZVSL
@@ -11,14 +13,7 @@ AUTHORS_FIXED = {"use_class_tokens": True, "use_grouping": True, "audio_tokens":
 
 
 def _build_authors(m):
-    def text(v):  # as a config override writes it
-        return str(v).lower() if isinstance(v, bool) else str(v)
-    wrong = [k for k, v in AUTHORS_FIXED.items() if getattr(m, k) != v]
-    if wrong:
-        raise ValueError("model.arch=authors builds the released model, which has no "
-                         + ", ".join(f"model.{k}={text(getattr(m, k))}" for k in wrong)
-                         + "; set "
-                         + ", ".join(f"model.{k}={text(AUTHORS_FIXED[k])}" for k in wrong))
+    require("model", m, AUTHORS_FIXED, "model.arch=authors builds the released model")
     return AuthorsAVGN(num_classes=m.num_classes, dim=m.dim, depth=m.depth, heads=m.heads,
                        mlp_ratio=m.mlp_ratio, assignment=m.assignment, gumbel_tau=m.gumbel_tau,
                        assign_eps=m.assign_eps, width=m.width, visual_stride=m.visual_stride,

@@ -22,6 +22,7 @@ from collections import Counter
 from datasets import build_dataset, training_lists
 from datasets.decode import decode_all
 from utils.config import load_config
+from utils.files import write_atomic
 from utils.logger import logger, setup_logging
 
 WHERE = re.compile(r"^(?P<a>.+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
@@ -125,10 +126,10 @@ def write_clean_lists(cfg, rows, out_dir, overwrite=False):
         copies.append((target, kept, len(lines)))
     os.makedirs(out_dir, exist_ok=True)
     for target, kept, total in copies:
-        tmp = f"{target}.tmp.{os.getpid()}"
-        with open(tmp, "w", newline="") as f:
-            f.writelines(kept)
-        os.replace(tmp, target)
+        def copy(tmp, kept=kept):
+            with open(tmp, "w", newline="") as f:
+                f.writelines(kept)
+        write_atomic(target, copy)
         logger.info("wrote %s: %d of %d lines (%d bad dropped)", target, len(kept), total,
                     total - len(kept))
 

@@ -29,6 +29,7 @@ from datasets import DataError, read_list
 from datasets.audio import cut_window, decode_av
 from datasets.benchmarks import MUSIC_ID
 from datasets.records import canonical_class
+from utils.files import write_atomic
 from utils.logger import logger, progress, setup_logging
 
 
@@ -148,18 +149,12 @@ def _write_text(path, text):
         f.write(text)
 
 
-def _atomic(path, write):
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_jpg(img, path, quality):
-    _atomic(path, lambda p: img.convert("RGB").save(p, format="JPEG", quality=quality))
+    write_atomic(path, lambda p: img.convert("RGB").save(p, format="JPEG", quality=quality))
 
 
 def _save_wav(wave, path, rate):
-    _atomic(path, lambda p: sf.write(p, wave, rate, subtype="PCM_16", format="WAV"))
+    write_atomic(path, lambda p: sf.write(p, wave, rate, subtype="PCM_16", format="WAV"))
 
 
 def process_music(path: str, frames: Dict[str, int], args):
@@ -268,14 +263,14 @@ def main(argv=None):
         except Exception as e:  # undecodable: reported at the end, never replaced
             failed.append(f"{path}: {type(e).__name__}: {e}")
             continue
-        _atomic(marker, lambda p: _write_text(p, "\n".join(lines) + "\n"))
+        write_atomic(marker, lambda p: _write_text(p, "\n".join(lines) + "\n"))
         if wanted is None:
             done_lines.extend(lines)
-    _atomic(os.path.join(args.out, args.list),
+    write_atomic(os.path.join(args.out, args.list),
             lambda p: _write_text(p, "".join(x + "\n" for x in done_lines)))
     report = os.path.join(args.out, "undecodable.txt")
     if failed:
-        _atomic(report, lambda p: _write_text(p, "\n".join(failed) + "\n"))
+        write_atomic(report, lambda p: _write_text(p, "\n".join(failed) + "\n"))
         logger.warning("%d of %d files could not be decoded (listed in %s):\n  %s", len(failed),
                        len(videos), report, "\n  ".join(failed))
     elif os.path.exists(report):

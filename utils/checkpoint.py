@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .files import write_atomic
 
 
 def rng_state():
@@ -30,9 +31,7 @@ def set_rng_state(state):
 def save_checkpoint(state, path):
     """Write to a temporary file, then rename: a crash never leaves a half-written `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 # numpy scalars, which checkpoints of other code hold (the released AVGN's train.py stores numpy

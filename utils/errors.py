@@ -19,6 +19,22 @@ class InputError(Exception):
     """Bad input that the message tells how to fix."""
 
 
+class BadValue(InputError, ValueError):
+    """A value a builder cannot honour (raised by `require`)."""
+
+
+def require(section, obj, fixed, why):
+    """Raise BadValue naming every key of `fixed` ({field: the value it must have}) that `obj`
+    (a config section, named `section`) holds with another value, and the values to set."""
+    def text(v):  # as a key=value override writes it
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    wrong = [k for k, v in fixed.items() if getattr(obj, k) != v]
+    if wrong:
+        raise BadValue(f"{why}, which has no "
+                       + ", ".join(f"{section}.{k}={text(getattr(obj, k))}" for k in wrong)
+                       + "; set " + ", ".join(f"{section}.{k}={text(fixed[k])}" for k in wrong))
+
+
 class CheckpointError(InputError, RuntimeError):
     """A checkpoint file that is missing pieces, truncated, or not one of ours."""
 
