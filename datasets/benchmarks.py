@@ -169,7 +169,12 @@ def training_class_names(cfg, name: Optional[str] = None) -> List[str]:
     name = name or cfg.data.dataset
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(sorted(BENCHMARKS))}")
-    return sorted({c for e in _read_train_list(cfg, name, BENCHMARKS[name]) for c in e.classes})
+    return _class_names(_read_train_list(cfg, name, BENCHMARKS[name]))
+
+
+def _class_names(entries):
+    """The sorted classes of training list entries: class index = position (the one rule)."""
+    return sorted({c for e in entries for c in e.classes})
 
 
 def _read_train_list(cfg, name, spec, report=None):
@@ -226,7 +231,7 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
     need_train = split != "test" or (have_train and class_names is None)
     train_entries = _read_train_list(cfg, name, spec, report) if need_train else None
     if class_names is None and train_entries is not None:
-        class_names = sorted({c for e in train_entries for c in e.classes})
+        class_names = _class_names(train_entries)
 
     def plain(e):
         return media_record(d.root, e.id, e.classes, e.where, spec.music_ids, d.frame_rate)
