@@ -269,3 +269,5 @@ def test_the_readme_model_snippet_runs():
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["maps"].shape == (2, 2, 224, 224) and scope["scores"].shape == (2, 37)
+    millions = sum(p.numel() for p in scope["model"].parameters()) / 1e6
+    assert f"{millions:.2f} M parameters" in text.replace("\n", " ")  # the figure it quotes
