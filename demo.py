@@ -1,6 +1,6 @@
 """Localize the sounding objects in your own video.
 
-    python demo.py --ckpt runs/synthetic/best.pth --video clip.mp4
+    python demo.py --ckpt runs/synthetic/best.pth --video clip.mp4   # -> runs/synthetic/demo/clip.mp4
     python demo.py --ckpt best.pth --video clip.mkv --out out.mp4 --classes violin,cello
     python demo.py --ckpt best.pth --video clip.mp4 --every 0.25 --topk 2
     python demo.py --ckpt best.pth --video clip.mp4 --threshold 0.5 --still frame.png --device cuda
@@ -10,10 +10,12 @@ the frame nearest to that time (resized as at test time) and the data.audio.seco
 on it (shifted / tiled at the clip's borders, as in training); the classes are the top --topk of
 the audio presence scores (or all scores >= --threshold), or the ones named with --classes.
 Writes OUT.mp4 (every frame at the original frame rate, blended with the heat-maps of the nearest
-sampled time, one color per class, a legend with names and scores; the original audio re-encoded
+sampled time, one color per class (the same in every video), a legend with names and scores; the original audio re-encoded
 to AAC) and OUT.json (per sampled time: classes, scores, peak (x, y) in pixels of the original
-frame). Bad input (no audio, unreadable file, unknown class, not an AVGN checkpoint) ends with a
-one-line message and exit code 1.
+frame). Nothing is replaced: the default OUT is a new name under the checkpoint's folder
+(<run>/demo/<video name>.mp4); an existing --out needs --overwrite. Bad input (no audio,
+unreadable file, unknown class, not an AVGN checkpoint) ends with a one-line message and exit
+code 2.
 
 This file is the command line; the work is done by localize.py (the model on the sampled times),
 utils/video.py (reading and writing the video) and utils/visualize.py (heat-maps and legend).
@@ -21,7 +23,6 @@ utils/video.py (reading and writing the video) and utils/visualize.py (heat-maps
 import argparse
 import json
 import os
-import sys
 import time
 
 import av
@@ -31,6 +32,7 @@ from datasets.audio import decode_av
 from datasets.records import DataError
 from localize import DemoError, Localizer, analyze, load_demo_model, resolve_classes, \
     select_classes
+from utils.errors import run_cli
 from utils.logger import logger, setup_logging
 from utils.video import VideoError, probe, render
 
@@ -44,8 +46,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
     p.add_argument("--video", required=True, help="input video with an audio track")
-    p.add_argument("--out", default=None, help="output video (default: <video>_avgn.mp4); the "
-                   "JSON is written beside it with the extension .json")
+    p.add_argument("--out", default=None, help="output video (default: <checkpoint's folder>/"
+                   "demo/<video name>.mp4, then -1, -2, ... when taken); the JSON is written "
+                   "beside it with the extension .json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--classes", default="auto", help="'auto' (from the audio presence scores) or "
                    "class names separated by commas")
     p.add_argument("--every", type=float, default=0.5, help="seconds between sampled times")
@@ -80,15 +84,33 @@ def parse_args(argv=None):
     return args
 
 
+def output_path(args):
+    """--out, or a new name under <checkpoint's folder>/demo/ (never beside the input, inside a
+    folder that tools.prepare_videos scans). An existing --out is replaced with --overwrite only;
+    the input video never."""
+    if args.out is None:
+        folder = os.path.join(os.path.dirname(os.path.abspath(args.ckpt)), "demo")
+        stem = os.path.splitext(os.path.basename(args.video))[0]
+        names = (f"{stem}{'' if k == 0 else f'-{k}'}" for k in range(10 ** 6))
+        return next(os.path.join(folder, n + ".mp4") for n in names
+                    if not any(os.path.exists(os.path.join(folder, n + e)) for e in (".mp4", ".json")))
+    out_path, json_path = args.out, os.path.splitext(args.out)[0] + ".json"
+    if os.path.abspath(out_path) == os.path.abspath(args.video):
+        raise DemoError(f"--out {out_path} would overwrite the input video")
+    taken = [p for p in (out_path, json_path) if os.path.exists(p)]
+    if taken and not args.overwrite:
+        raise DemoError(f"--out: {' and '.join(taken)} exist; pass --overwrite to replace them, "
+                        "or another --out")
+    return out_path
+
+
 def run(args):
     """Load the checkpoint, analyze the sampled times, write OUT.json then OUT.mp4 (and the
     still). Returns a summary dict (paths, frame counts, rate, encoder, the JSON report)."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DemoError("--device cuda: no CUDA device available")
-    out_path = args.out or os.path.splitext(args.video)[0] + "_avgn.mp4"
-    if os.path.abspath(out_path) == os.path.abspath(args.video):
-        raise DemoError(f"--out {out_path} would overwrite the input video")
+    out_path = output_path(args)
     json_path = os.path.splitext(out_path)[0] + ".json"
     start = time.time()
     model, cfg, names = load_demo_model(args.ckpt, device, args.overrides)
@@ -154,7 +176,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DemoError as e:
-        sys.exit(f"demo.py: error: {e}")
+    run_cli(main)

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import torch
 
 from datasets import build_dataset, build_loader, training_class_names
+from datasets.audio import SILENT_PEAK
 from datasets.decode import decode_all
 from datasets.records import DataError
 from datasets.image import to_rgb
@@ -185,7 +186,9 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_
     multi = isinstance(evaluator, MultiSourceEvaluator)
     per_frame = multi and evaluator.protocol == "per_frame"
     module = unwrap(model)
+    silent = set()  # ids of items with a silent source (the sampler may repeat some)
     for batch in progress(loader, desc=desc):
+        silent.update(i for i, quiet in zip(batch["id"], batch["silent"].tolist()) if quiet)
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
         image = batch["image"]  # [B, 3, H, W], W = k * H for k frames side by side
@@ -210,6 +213,12 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_
         evaluator.update(maps, pred_maps, gt, classes.cpu(), scores.cpu(),
                          batch["frame_slot"].cpu(), batch["index"].cpu(), ids=batch["id"])
     metrics = evaluator.compute()
+    silent = sorted(set().union(*all_gather_object(silent)))
+    metrics["num_silent"] = len(silent)
+    if silent:
+        logger.warning("%s: %d item(s) with a silent source (every sample below %g) are scored; "
+                       "their maps follow no sound (num_silent; the first: %s)", desc,
+                       len(silent), SILENT_PEAK, ", ".join(silent[:3]))
     if not module.class_aware:  # uniform presence scores: the top-N "prediction" is a tie-break
         metrics.pop("recall@N", None)
     return metrics
@@ -381,6 +390,8 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
         evaluator = build_evaluator(dataset, cfg.eval)
         metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry,
                            compete_tau=cfg.eval.compete_tau, upsample=cfg.eval.upsample)
+        if getattr(dataset, "duplicates", 0):  # pairs listed twice (named when the list was read)
+            metrics["num_duplicates"] = dataset.duplicates
         results[entry] = metrics
         tag = entry.replace(":", "_")
         # collective (gathers every process's rows), writes on rank 0

@@ -14,14 +14,15 @@ from datasets.image import apply_image, eval_geometry
 from datasets.records import canonical_class
 from engine import load_trained
 from models import localization_maps, presence, upsample_maps
+from utils.errors import InputError
 from utils.video import frames_at_times
 from utils.visualize import Overlay, assign_colors
 
 AGNOSTIC = "sound"  # label of the single map of a class-agnostic model (EZ-VSL)
 
 
-class DemoError(Exception):
-    """Bad input, reported as one line without a traceback."""
+class DemoError(InputError):
+    """Bad input, reported as one line without a traceback (exit code 2)."""
 
 
 def load_demo_model(path, device, overrides=()):
@@ -152,7 +153,7 @@ class Localizer:
         return AGNOSTIC if c < 0 else self.names[c]
 
     def assign_colors(self, samples):
-        """One palette color per class, in order of first appearance over the sampled times."""
+        """One palette color per class, by its index (utils.visualize.assign_colors)."""
         self.colors = assign_colors(c for s in samples for c in s.classes)
 
     def overlay(self, sample):

@@ -14,10 +14,12 @@ test), they go to a new sub-folder test-<k>; an --out that holds results needs -
 import argparse
 import os
 
+from datasets.synthetic import synthetic_roots
 from engine import load_trained, run_tests
 from utils.dist import all_gather_object, cleanup, init_distributed, is_main_process
 from utils.errors import run_cli
 from utils.logger import release_log, setup_logging
+from utils.run_folder import using_data
 
 
 def parse_args(argv=None):
@@ -67,7 +69,8 @@ def main(argv=None):
     setup_logging(out_dir, "test.log", hold=True)  # written once the checkpoint has loaded
     ckpt, cfg, model = load_trained(args.ckpt, device, args.overrides)
     release_log()
-    results = run_tests(ckpt, cfg, model, out_dir, device, args.split, args.save_vis)
+    with using_data(synthetic_roots(cfg), "test.py --ckpt " + args.ckpt):  # not regenerated now
+        results = run_tests(ckpt, cfg, model, out_dir, device, args.split, args.save_vis)
     cleanup()
     return results
 

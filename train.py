@@ -1,6 +1,7 @@
 """Train AVGN (or EZ-VSL).
 
     python train.py --config configs/synthetic.yaml                     # CPU quick-start
+    python train.py --config configs/music_duet.yaml --config configs/cpu.yaml  # at CPU sizes
     torchrun --nproc_per_node=4 train.py --config configs/music_duet.yaml
     python train.py --config configs/music.yaml train.epochs=50 model.depth=1
     python train.py --resume run/checkpoint.pth                          # after preemption
@@ -10,7 +11,8 @@ A folder holding a run (checkpoint.pth, best.pth or log.jsonl) is never overwrit
 with --resume auto, choose another train.output_dir, or start anew with --overwrite; while a run
 uses a folder, a second run into it is refused. Every config value, the resumed checkpoint and
 every test set are checked before the first step (utils/run_folder.py); bad input ends in one
-line, exit code 2 (utils/errors.py). One code path for one process and for torchrun (DDP); the
+line, exit code 2 (utils/errors.py); SIGTERM saves checkpoint.pth at the next step and exits with
+code 3 (EXIT_STOPPED; under torchrun, torchrun's own failure code), --resume auto continues. One code path for one process and for torchrun (DDP); the
 global batch is train.batch_size_per_gpu x processes, the lr used as given. Config keys:
 utils/config.py, one commented line each (docs/model.md, docs/training.md); a run writes its
 resolved config to <train.output_dir>/config.yaml before its first step.
@@ -27,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from datasets import build_dataset, build_loader
+from datasets.synthetic import synthetic_roots
 from engine import (StopRequested, build_evaluator, build_test_sets, decode_test_sets, evaluate,
                     format_metrics, load_trained, run_tests, selection_metric, train_one_epoch)
 from losses import build_criterion
@@ -34,16 +37,17 @@ from models import build_model
 from utils.checkpoint import rng_state, save_checkpoint, set_rng_state
 from utils.config import ConfigError, dump_config, to_dict
 from utils.dist import barrier, cleanup, get_world_size, init_distributed, is_main_process
-from utils.errors import run_cli
+from utils.errors import EXIT_STOPPED, run_cli
 from utils.logger import append_jsonl, git_sha, logger, release_log, setup_logging
 from utils.run_folder import (check_class_names, check_output_dir, check_resumable,
-                              resolve_config, restore_hyperparameters, run_folder)
+                              resolve_config, restore_hyperparameters, run_folder, using_data)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML config (default: configs/synthetic.yaml, "
-                   "or the config stored in the --resume checkpoint)")
+    p.add_argument("--config", action="append", default=None, help="YAML config (default: "
+                   "configs/synthetic.yaml, or the config stored in the --resume checkpoint); "
+                   "given twice, the second is merged over the first (--config configs/cpu.yaml)")
     p.add_argument("--resume", default="", help="checkpoint to continue from exactly; 'auto': "
                    "<output_dir>/checkpoint.pth when it exists")
     p.add_argument("--overwrite", action="store_true", help="start anew in an output_dir that "
@@ -142,14 +146,16 @@ def main(argv=None):
     device = init_distributed(args.device)
     sigterm = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL  # fit() installs its own
     try:
-        fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
+        stopped = fit(args, device, sys.argv if argv is None else ["train.py"] + argv)
     finally:  # a caller's process (and what it forks later) gets its own handler back
         signal.signal(signal.SIGTERM, sigterm)
     cleanup()  # after fit(): its DDP model, out of scope, is collected before the group ends
+    return EXIT_STOPPED if stopped else 0
 
 
 def fit(args, device, command):
-    """Train, then test when eval.test_at_end. What it builds goes out of scope when it returns."""
+    """Train, then test when eval.test_at_end; True when stopped by SIGTERM (saved, not tested).
+    What it builds goes out of scope when it returns."""
     cfg, resume, ckpt = resolve_config(args.config, args.overrides, args.resume)
     out_dir = cfg.train.output_dir
     # nothing is written to out_dir (nor deleted, with --overwrite) before every start-up check
@@ -175,7 +181,9 @@ def fit(args, device, command):
     if cfg.eval.test_at_end:  # a broken test list or file fails now, not after training
         decode_test_sets(build_test_sets(cfg, train_set.class_names), cfg.data.num_workers)
     run = Training(cfg, train_set, device)  # the model and loss check their keys too
-    with run_folder(out_dir, " ".join(command), clear=overwrite):  # locked: one run at a time
+    # locked: one run in the folder at a time, and no regeneration of the data it reads
+    with run_folder(out_dir, " ".join(command), clear=overwrite), \
+            using_data(synthetic_roots(cfg), " ".join(command)):
         release_log()
         if is_main_process():
             dump_config(cfg, os.path.join(out_dir, "config.yaml"))
@@ -194,6 +202,7 @@ def fit(args, device, command):
             tested = best_path if os.path.isfile(best_path) else last_path
             logger.info("testing %s", tested)
             run_tests(*load_trained(tested, device), out_dir, device, save_vis=cfg.eval.save_vis)
+    return stop.flag
 
 
 def train_epochs(run, train_set, val_set, out_dir, stop):
@@ -205,7 +214,7 @@ def train_epochs(run, train_set, val_set, out_dir, stop):
     if val_set is not None:
         val_loader = build_loader(val_set, cfg.eval.batch_size, False, cfg.data.num_workers)
     last_path, best_path = os.path.join(out_dir, "checkpoint.pth"), os.path.join(out_dir, "best.pth")
-    start = time.time()
+    start, unannotated = time.time(), False
     while state["epoch"] < t.epochs:
         epoch = state["epoch"]
         train_set.set_epoch(epoch)
@@ -228,8 +237,11 @@ def train_epochs(run, train_set, val_set, out_dir, stop):
             logger.info(format_metrics(f"val (epoch {epoch})", metrics))
             record.update({f"val_{k}": v for k, v in metrics.items()})
             if math.isnan(selection_metric(metrics)):
-                logger.warning("val has no annotated item (AP/CAP undefined): best.pth is not "
-                               "written, and testing uses the latest checkpoint")
+                if not unannotated:  # said once
+                    logger.warning("val has no annotated item (AP/CAP undefined; data.val_list "
+                                   "takes an annotated list): no best.pth is chosen, testing "
+                                   "uses the latest checkpoint")
+                unannotated = True
             elif is_main_process() and selection_metric(metrics) > state["best"]:
                 state["best"] = selection_metric(metrics)
                 run.save(best_path)

@@ -122,7 +122,7 @@ for _ in $(seq $(( BUDGET - ($(date +%s) - START) - 60 ))); do  # leave time to 
 done
 pkill -TERM -P $PID  # the worker: it saves at its next log step and leaves
 wait $PID
-STATUS+=("resume_stopped $? 0")
+STATUS+=("resume_stopped $? 0")  # train.py's 3 (stopped, saved); torchrun reports it as 1
 SAVED=$(grep -o "saved .* at step [0-9]*" "$OUT/resume_stopped.log" | grep -o "[0-9]*$")
 stage resume 500 "${RESUME[@]}" --resume auto train.max_steps=$(( ${SAVED:-0} + 4 ))
 

@@ -23,6 +23,7 @@ SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 EPS = 1e-7
 _MARGIN_S = 0.05  # extra seconds read on each side of the window (resampler edge effects)
 MAX_AMPLITUDE = 1e3  # decoded samples are about [-1, 1]; far beyond is a broken (float) file
+SILENT_PEAK = 1e-4  # a window whose samples all stay below this (-80 dBFS, ~3 LSB of 16 bits) is silent
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

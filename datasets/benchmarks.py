@@ -5,8 +5,9 @@
     ds = build_dataset(cfg, "train")                 # cfg.data.dataset
     ds = build_dataset(cfg, "test", "vggsound_duet", class_names=ckpt["class_names"])
 
-Splits: ``train``; ``val`` (a seeded carve-out of ``data.val_fraction`` of the training list,
-disjoint from train, or a published val list); ``test``. List and annotation files are read from
+Splits: ``train``; ``val`` (an annotated list, ``data.val_list`` or the benchmark's own, read
+like the test list; else a seeded carve-out of about ``data.val_fraction`` of the training list,
+whole clips (`clip_of`), without boxes); ``test``. List and annotation files are read from
 ``data.metadata`` (default: ``data.root``), media from ``<data.root>/frames/<id>.jpg`` and
 ``<data.root>/audio/<id>.wav``.
 
@@ -208,13 +209,52 @@ def _lenient_list(path):
     return good
 
 
-def _split_val(entries, fraction):
-    """Seeded carve-out: (train entries, val entries), disjoint."""
+def _duplicates(groups, path):
+    """An evaluation list naming an item twice would count it twice: DataError naming both lines.
+    A pair list (two clips side by side, drawn at random) may repeat a pair: the count of such
+    repeats, scored as listed, with a warning (results.json: num_duplicates)."""
+    first, repeats = {}, []
+    for group in groups:
+        key = tuple(e.id for e in group)
+        if key in first and len(group) == 1:
+            raise DataError(f"{group[0].where}: {key[0]} is listed twice in {path} (also "
+                            f"{first[key]}): it would be counted twice; remove one line")
+        if key in first:
+            repeats.append(f"{group[0].where} = {first[key]}")
+        first.setdefault(key, group[0].where)
+    if repeats:
+        logger.warning("%s: %d pair(s) are listed more than once and count as often as listed "
+                       "(num_duplicates; the first: %s)", path, len(repeats), repeats[0])
+    return len(repeats)
+
+
+def clip_of(id_: str, music_ids: bool = False) -> str:
+    """The clip a frame id comes from: the id without one trailing ``_<digits>`` (``<stem>_0003``
+    of prepare_videos --every -> ``<stem>``; VGGSound's ``<ytid>_<start>`` -> the YouTube video),
+    or with `music_ids` the video of MUSIC's ``<video>_<segment>_<frame>``; the id itself when
+    nothing is left. A video named ``guitar_01`` prepared with --center has the id
+    ``guitar_01``, whose clip is ``guitar``: name such videos ``guitar-01``."""
+    m = MUSIC_ID.match(id_) if music_ids else None
+    return m["video"] if m else re.sub(r"_\d+$", "", id_) or id_
+
+
+def _split_val(entries, fraction, music_ids=False):
+    """Seeded carve-out by clip (`clip_of`): (train entries, val entries), no clip in both;
+    whole clips are drawn until at least `fraction` of the entries are val."""
     n_val = int(round(len(entries) * fraction))
-    perm = np.random.default_rng(VAL_SEED).permutation(len(entries))
-    val = set(perm[:n_val].tolist())
-    return ([e for i, e in enumerate(entries) if i not in val],
-            [e for i, e in enumerate(entries) if i in val])
+    clip = {e.id: clip_of(e.id, music_ids) for e in entries}
+    clips = sorted(set(clip.values()))
+    sizes = {c: 0 for c in clips}
+    for e in entries:
+        sizes[clip[e.id]] += 1
+    val, taken = set(), 0
+    for i in np.random.default_rng(VAL_SEED).permutation(len(clips)).tolist():
+        if taken >= n_val:
+            break
+        val.add(clips[i])
+        taken += sizes[clips[i]]
+    return ([e for e in entries if clip[e.id] not in val],
+            [e for e in entries if clip[e.id] in val])
 
 
 def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
@@ -236,6 +276,8 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
     def plain(e):
         return media_record(d.root, e.id, e.classes, e.where, spec.music_ids, d.frame_rate)
 
+    if d.val_list:
+        spec = dataclasses.replace(spec, val_list=d.val_list)
     if split == "test" or (split == "val" and spec.val_list):
         # evaluation lists are used whole: a bad entry always raises (data.on_error=skip is for
         # training lists), so no metric is ever computed on a silently smaller set
@@ -247,6 +289,7 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
             groups = read_pair_list(path, on_bad=bad)
         else:
             groups = [(e,) for e in read_list(path, 1, 3, on_bad=bad)]
+        duplicates = _duplicates(groups, path)
         items = []
         for group in groups:
             try:
@@ -265,11 +308,13 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
             logger.warning("%s: training list %s not found and no class_names given: class "
                            "indices follow the %d classes of the test set", name, train_path,
                            len(class_names))
-        return AudioVisualDataset(items, class_names, d, train=False, canvas=canvas,
-                                  seed=VAL_SEED, origin=path, report=report)
+        dataset = AudioVisualDataset(items, class_names, d, train=False, canvas=canvas,
+                                     seed=VAL_SEED, origin=path, report=report)
+        dataset.duplicates = duplicates
+        return dataset
 
-    train_e, val_e = (train_entries, []) if spec.val_list else _split_val(train_entries,
-                                                                         d.val_fraction)
+    train_e, val_e = ((train_entries, []) if spec.val_list else
+                      _split_val(train_entries, d.val_fraction, spec.music_ids))
     origin = ", ".join(_train_lists(cfg, spec))
     if split == "train":
         return AudioVisualDataset([(plain(e),) for e in train_e], class_names, d, train=True,

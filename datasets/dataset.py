@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .audio import load_window, peak_limit, spectrogram_from_config
+from .audio import SILENT_PEAK, load_window, peak_limit, spectrogram_from_config
 from .image import (apply_image, eval_geometry, render_array_mask, render_boxes,
                     source_mask_on_canvas, train_geometry)
 from .records import DataError, Record, load_mask_pkl
@@ -278,13 +278,15 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             "frame_slot": torch.tensor(slots, dtype=torch.long),  # [N]
             "id": "+".join(r.id for r in recs),
             "index": int(index),
+            # a source whose window is silent: scored, but counted (num_silent) and named
+            "silent": any(float(np.abs(w).max(initial=0.0)) < SILENT_PEAK for w in waves),
         }
 
 
 def collate(batch: List[dict]) -> dict:
     """List of samples -> batch; N padded to the largest with -1 (classes, frame_slot) and zero
     masks (gt). Output: image [B, 3, H, W], spec [B, 1, F, T], labels [B, C], classes [B, N],
-    gt [B, N, H, W], frame_slot [B, N], id list[str], index [B] long."""
+    gt [B, N, H, W], frame_slot [B, N], id list[str], index [B] long, silent [B] bool."""
     n = max(len(b["classes"]) for b in batch)
     h, w = batch[0]["image"].shape[1:]
     classes = torch.full((len(batch), n), -1, dtype=torch.long)
@@ -304,4 +306,5 @@ def collate(batch: List[dict]) -> dict:
         "frame_slot": slots,
         "id": [b["id"] for b in batch],
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+        "silent": torch.tensor([b.get("silent", False) for b in batch]),
     }

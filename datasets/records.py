@@ -16,17 +16,19 @@ Formats:
 * VGGSound's ``vggsound.csv`` ``ytid,start,label,split`` to build training lists, see
   `read_vggsound_csv` / `write_list`.
 
-Class names are compared in canonical form (`canonical_class`): lower case, every run of
-characters other than letters and digits replaced by ``_`` ("female speech, woman speaking",
-"female_speech_woman_speaking" -> "female_speech_woman_speaking"; "police car (siren)" ->
-"police_car_siren").
+Class names are compared in canonical form (`canonical_class`): lower case, letters and digits of
+any script kept, every other run of characters replaced by ``_`` ("female speech, woman
+speaking", "female_speech_woman_speaking" -> "female_speech_woman_speaking"; "police car (siren)"
+-> "police_car_siren"; "小提琴" and "大提琴" stay two classes). Two names of one file that differ
+in more than case, spaces and punctuation but would get one form ("C++", "C") are refused, naming
+both (`ClassNames`), as is a name with nothing left.
 """
 import csv
 import json
 import math
 import os
 import pickle
-import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -63,9 +65,40 @@ class Record:
     extra: dict = field(default_factory=dict)  # free slot for subclasses (e.g. synthetic render)
 
 
+def _kept(name: str, categories: str) -> str:
+    name = unicodedata.normalize("NFC", name).strip().lower()
+    return "_".join("".join(ch if unicodedata.category(ch)[0] in categories else " "
+                            for ch in name).split())
+
+
 def canonical_class(name: str) -> str:
-    """'Female speech, woman speaking' -> 'female_speech_woman_speaking'."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+    """'Female speech, woman speaking' -> 'female_speech_woman_speaking'; '小提琴' -> '小提琴'.
+
+    NFC, lower case; letters, marks and digits of any script are kept, every run of anything
+    else (spaces, punctuation, symbols, '_') becomes one '_', none at either end: ASCII names give
+    what they always gave. Empty when nothing is left (`ClassNames.key` refuses it)."""
+    return _kept(name, "LMN")
+
+
+class ClassNames:
+    """Canonical keys of the class names one file (or one folder of class folders) writes,
+    refusing a name whose key another name of it already has although the two differ in more
+    than case, spaces and punctuation: 'C++' and 'C' (both 'c') are refused, naming both;
+    'Police car (siren)' and 'police_car_siren' are one class."""
+
+    def __init__(self):
+        self.seen = {}  # key -> (spelling with symbols, name, where)
+
+    def key(self, name: str, where: str) -> str:
+        key = canonical_class(name)
+        if not key:
+            raise DataError(f"{where}: class name {name!r} has no letter or digit")
+        spelling = _kept(name, "LMNS")
+        first = self.seen.setdefault(key, (spelling, name, where))
+        if first[0] != spelling:
+            raise DataError(f"{where}: class names {name!r} and {first[1]!r} ({first[2]}) would "
+                            f"both be the class {key!r}; rename one of them")
+        return key
 
 
 def _check_file(path):
@@ -109,26 +142,32 @@ def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
     on_bad: None raises DataError on a malformed line; else on_bad(message) and the line is
         dropped.
     """
-    out = []
+    out, names = [], ClassNames()
     for where, row in _csv_rows(path):
         if not (min_fields <= len(row) <= max_fields) or not all(row):
             _reject(f"{where}: expected {min_fields}..{max_fields} non-empty comma-separated "
                     f"fields (id[,class...]), got {row!r}", on_bad)
             continue
-        out.append(ListEntry(row[0], [canonical_class(c) for c in row[1:]], where))
+        try:
+            out.append(ListEntry(row[0], [names.key(c, where) for c in row[1:]], where))
+        except DataError as e:
+            _reject(str(e), on_bad)
     return out
 
 
 def read_pair_list(path: str, on_bad=None) -> List[Tuple[ListEntry, ListEntry]]:
     """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames).
     on_bad: as in `read_list`."""
-    out = []
+    out, names = [], ClassNames()
     for where, row in _csv_rows(path):
         if len(row) < 4 or len(row) % 2 or not all(row):
             _reject(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}", on_bad)
             continue
-        out.append(tuple(ListEntry(row[i], [canonical_class(row[i + 1])], where)
-                         for i in range(0, len(row), 2)))
+        try:
+            out.append(tuple(ListEntry(row[i], [names.key(row[i + 1], where)], where)
+                             for i in range(0, len(row), 2)))
+        except DataError as e:
+            _reject(str(e), on_bad)
     return out
 
 
@@ -150,7 +189,7 @@ def read_vggsound_csv(path: str, classes: Optional[Sequence[str]] = None,
     """
     _check_file(path)
     wanted = None if classes is None else {canonical_class(c) for c in classes}
-    seen, out = set(), []
+    seen, out, names = set(), [], ClassNames()
     with open(path, newline="", encoding="utf-8-sig") as f:
         for n, row in enumerate(csv.reader(f), 1):
             if not row or not any(x.strip() for x in row):
@@ -163,7 +202,7 @@ def read_vggsound_csv(path: str, classes: Optional[Sequence[str]] = None,
                 start = int(float(start))
             except ValueError:
                 raise DataError(f"{where}: start '{start}' is not a number") from None
-            cls = canonical_class(label)
+            cls = names.key(label, where)
             seen.add(cls)
             if (wanted is None or cls in wanted) and (split is None or sp == split):
                 out.append(ListEntry(f"{ytid}_{start:06d}", [cls], where))
@@ -220,10 +259,10 @@ def _json_entries(path: str):
         yield f"{path}[{i}] ({e.get('file', '?') if isinstance(e, dict) else '?'})", e
 
 
-def _class_name(value, where) -> str:
+def _class_name(value, where, names) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: class must be a non-empty string, got {value!r}")
-    return canonical_class(value)
+    return names.key(value, where)
 
 
 def _new_file(seen, file, where):
@@ -233,14 +272,14 @@ def _new_file(seen, file, where):
 
 def read_vggss_json(path: str) -> Dict[str, Tuple[str, List[Box]]]:
     """vggss.json -> {id: (canonical class, [xyxy boxes clipped to [0, 1]])}."""
-    out = {}
+    out, names = {}, ClassNames()
     for where, e in _json_entries(path):
         if not isinstance(e, dict) or not {"file", "class", "bbox"} <= e.keys():
             raise DataError(f"{where}: expected keys file, class, bbox")
         if not isinstance(e["bbox"], list):
             raise DataError(f"{where}: bbox must be a list of boxes")
         _new_file(out, e["file"], where)
-        out[e["file"]] = (_class_name(e["class"], where),
+        out[e["file"]] = (_class_name(e["class"], where, names),
                           [_box(_numbers(b, where), where) for b in e["bbox"]])
     return out
 
@@ -251,7 +290,7 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
     Boxes are stored as normalized [x, y, w, h]; they are converted to xyxy and clipped.
     Solo entries use ``class``/``bbox``, duet entries ``class_src<k>``/``bbox_src<k>`` (k = 1, 2, ...).
     """
-    out = {}
+    out, names = {}, ClassNames()
     for where, e in _json_entries(path):
         if not isinstance(e, dict) or "file" not in e:
             raise DataError(f"{where}: expected an object with a 'file' key")
@@ -271,7 +310,7 @@ def read_music_json(path: str) -> Dict[str, List[Tuple[str, List[Box]]]]:
                 raise DataError(f"{where}: '{bk}' must be [x, y, w, h], got {raw!r}")
             listed = raw if raw and isinstance(raw[0], (list, tuple)) else [raw]  # or one box
             boxes = [_box(xywh_to_xyxy(_numbers(b, where)), where, b) for b in listed]
-            sources.append((_class_name(e[ck], where), boxes))
+            sources.append((_class_name(e[ck], where, names), boxes))
         _new_file(out, e["file"], where)
         out[e["file"]] = sources
     return out

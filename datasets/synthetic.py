@@ -22,6 +22,7 @@ from .benchmarks import Benchmark, build_from_spec
 from .dataset import AudioVisualDataset
 from .image import render_boxes
 from .records import Record
+from utils.run_folder import replacing_data
 from .render import (AREA_MAX, AREA_MIN, ASPECT_MAX, CLASS_NAMES, DEFAULT_SIZES, DISTRACTORS,
                      MIN_VISIBLE, OUTSIDE, PITCH_JITTER, SNR_DB, TEMPO_JITTER, item_rng,
                      render_audio, render_frame, render_item)
@@ -157,12 +158,20 @@ def _made_automatically(root):
         return False
 
 
+def synthetic_roots(cfg):
+    """The synthetic data roots a run of `cfg` reads (for `utils.run_folder.using_data`)."""
+    uses = cfg.data.dataset == "synthetic" or any(
+        e.partition(":")[0] == "synthetic" for e in cfg.eval.test_sets)
+    return [cfg.data.root] if uses else []
+
+
 def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0, **sizes):
     """Generate the benchmark in `root` unless its meta.json already matches these settings.
 
     Generation writes to a temporary sibling folder that is renamed into place, so concurrent
     callers (several DDP ranks) never see a half-written root; an existing root is replaced only
-    when this function generated it (its meta.json says so), with a warning: a foreign folder or
+    when this function generated it (its meta.json says so) and no run reads it (DataInUse
+    naming the runs, `utils.run_folder.replacing_data`), with a warning: a foreign folder or
     one written by tools/make_synthetic.py is never replaced (FileExistsError naming both
     settings).
     Returns:
@@ -186,9 +195,17 @@ def ensure_synthetic(root, seed=0, image_size=96, sample_rate=11025, seconds=1.0
             "data.audio.sample_rate / seconds to the folder's, or remove the folder")
     if old is None:
         log.info("generating the synthetic benchmark in %s", root)
-    else:
+        return _generate(root, wanted)
+    with replacing_data(root):  # refused while a run reads it
+        if read_meta(root) == wanted:  # another process (a DDP rank) regenerated it meanwhile
+            return False
         log.warning("regenerating the synthetic benchmark in %s, generated earlier with other "
                     "settings ((old, new): %s)", root, changed)
+        return _generate(root, wanted)
+
+
+def _generate(root, wanted):
+    """Write the benchmark to a temporary sibling of `root`, then rename it into place."""
     tmp = f"{root}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     write_synthetic(tmp, automatic=True, **{k: v for k, v in wanted.items()

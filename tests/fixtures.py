@@ -123,20 +123,21 @@ def write_test_video(path, seconds=2.0, fps=10, size=(96, 64), sample_rate=16000
         _encode(c, as_, _audio_frames(tone[None], sample_rate, "mono"))
 
 
-def object_box(t, seconds, width, height, size):
-    """Pixel xyxy box of the moving object at time t: left to right at constant speed, in the
-    upper half."""
+def object_box(t, seconds, width, height, size, lower=False, reverse=False):
+    """Pixel xyxy box of the moving object at time t: left to right at constant speed (right to
+    left with `reverse`), in the upper half (the lower with `lower`)."""
     ow, oh = size
-    x0 = 4 + (width - ow - 8) * min(max(t / seconds, 0.0), 1.0)
-    y0 = height // 4 - oh // 2
+    progress = min(max(t / seconds, 0.0), 1.0)
+    x0 = 4 + (width - ow - 8) * (1.0 - progress if reverse else progress)
+    y0 = (3 * height if lower else height) // 4 - oh // 2
     x0 = int(round(x0))
     return (x0, max(y0, 0), x0 + ow, max(y0, 0) + oh)
 
 
-def distractor_box(width, height, size):
-    """Pixel xyxy box of the static distractor: center of the lower half."""
+def distractor_box(width, height, size, upper=False):
+    """Pixel xyxy box of the static distractor: center of the lower half (upper with `upper`)."""
     ow, oh = size
-    x0, y0 = (width - ow) // 2, (3 * height) // 4 - oh // 2
+    x0, y0 = (width - ow) // 2, ((height if upper else 3 * height) // 4) - oh // 2
     return (x0, y0, x0 + ow, y0 + oh)
 
 
@@ -149,18 +150,22 @@ def _draw(img, cls, box, seed):
 
 
 def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=44100,
-               sounding="disc", distractor="star", audio=True, codec="libx264", audio_codec="aac"):
+               sounding="disc", distractor="star", audio=True, codec="libx264", audio_codec="aac",
+               seed=None):
     """Write the test clip; returns {'box': f(t) -> moving object's xyxy, 'distractor': xyxy}.
 
     The sounding object (a third of the frame height) moves across the upper half; the distractor
     sits still in the lower half; the background is a flat gray with a little noise. The audio is
     the sounding class's rendered sound (stereo at `sample_rate`) plus noise at 20 dB SNR, encoded
-    with `audio_codec` (aac, libmp3lame, pcm_s16le for mkv/mov, ...).
+    with `audio_codec` (aac, libmp3lame, pcm_s16le for mkv/mov, ...). seed: None, the clip above
+    (noise and sound drawn from seed 0); a number, its own noise and sound, and the halves of the
+    two objects and the direction of motion drawn from it (one of four layouts).
     """
     import av
     size = (max(8, height // 3), max(8, height // 3))
-    dbox = distractor_box(width, height, size)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0 if seed is None else seed)
+    lower, reverse = (False, False) if seed is None else tuple(bool(b) for b in rng.random(2) < 0.5)
+    dbox = distractor_box(width, height, size, upper=lower)
     with av.open(path, "w") as c:
         vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
@@ -172,7 +177,8 @@ def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=4410
             img = np.full((height, width, 3), 0.45, np.float32)
             img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.02)
             _draw(img, distractor, dbox, 1)
-            _draw(img, sounding, object_box(i / fps, seconds, width, height, size), 2)
+            _draw(img, sounding, object_box(i / fps, seconds, width, height, size, lower, reverse),
+                  2)
             frame = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
             frames.append(av.VideoFrame.from_ndarray(frame, format="rgb24"))
         _encode(c, vs, frames)
@@ -180,7 +186,8 @@ def write_clip(path, seconds=3.0, fps=15, width=128, height=96, sample_rate=4410
             wave = add_noise(rng, render_sound(rng, sounding, sample_rate, seconds), snr_db=20.0)
             stereo = np.stack([wave, 0.8 * wave])  # [2, S]
             _encode(c, a_s, _audio_frames(stereo, sample_rate, "stereo", pcm))
-    return {"box": lambda t: object_box(t, seconds, width, height, size), "distractor": dbox}
+    return {"box": lambda t: object_box(t, seconds, width, height, size, lower, reverse),
+            "distractor": dbox}
 
 
 def _hue_direction(cls):

@@ -21,6 +21,7 @@ from datasets import build_dataset
 from datasets.records import DataError, read_vggss_json
 from datasets.synthetic import write_synthetic
 from utils.config import ConfigError, load_config
+from utils.errors import InputError
 
 SR = 8000
 TINY = ["model.dim=32", "model.heads=4", "model.width=8", "model.depth=1", "model.visual_stride=8",
@@ -418,16 +419,16 @@ def test_check_data_never_cleans_a_list_in_place_nor_into_an_empty_list(root, tm
             "--out", str(tmp_path / "report")]
     train_list = os.path.join(root, "vggsound_single_train.txt")
     before = open(train_list).read()
-    with pytest.raises(SystemExit, match="would replace the list itself"):
+    with pytest.raises(InputError, match="would replace the list itself"):
         check_data(args + [f"data.root={root}", "--clean-train", root])
     (tmp_path / "clean").mkdir()
     (tmp_path / "clean" / "vggsound_single_train.txt").write_text("an earlier copy\n")
-    with pytest.raises(SystemExit, match=r"vggsound_single_train.txt exists; .*--overwrite"):
+    with pytest.raises(FileExistsError, match=r"vggsound_single_train.txt exists; .*--overwrite"):
         check_data(args + [f"data.root={root}", "--clean-train", str(tmp_path / "clean")])
     assert not (tmp_path / "report").exists()  # refused before decoding
     wrong_root = shutil.copytree(root, str(tmp_path / "wrong"),
                                  ignore=shutil.ignore_patterns("frames", "audio"))
-    with pytest.raises(SystemExit, match=r"every line of .*failed \(the first: .*not found"):
+    with pytest.raises(InputError, match=r"every line of .*failed \(the first: .*not found"):
         check_data(args + [f"data.root={wrong_root}", "--clean-train", str(tmp_path / "new")])
     assert not (tmp_path / "new").exists()
     assert open(train_list).read() == before
@@ -445,7 +446,7 @@ def test_make_synthetic_never_writes_into_an_existing_folder(tmp_path):
     out = tmp_path / "synthetic"
     out.mkdir()
     (out / "train.txt").write_text("my own list\n")
-    with pytest.raises(SystemExit, match="exists and holds files.*--overwrite"):
+    with pytest.raises(FileExistsError, match="exists and holds files.*--overwrite"):
         make_synthetic(["--out", str(out), *small])
     assert (out / "train.txt").read_text() == "my own list\n"
     (out / "frames").mkdir()
@@ -517,3 +518,119 @@ def test_check_data_names_the_common_reason_when_every_test_entry_fails(root, tm
         reasons.replace("none of its", "")
     console = capsys.readouterr().out
     assert "12 of the 13 bad entries fail the same way: " in console and "has no annotation" in console
+
+
+# ----------------------------------------------------------------------------- round two
+def test_unicode_class_names_are_kept_and_colliding_names_refused(root, tmp_path):
+    """Names of any script stay distinct classes (小提琴 violin, 大提琴 cello were both '' once);
+    two names of one file that would get one key but differ beyond case and punctuation are
+    refused naming both; a name with no letter or digit is refused."""
+    from datasets.records import read_list
+    names = ["小提琴", "大提琴", "dôme", "däme"]
+    lines = [line.split(",")[0] + "," + names[k % 4]
+             for k, line in enumerate(open(os.path.join(root, "vggsound_single_train.txt")))]
+    rewrite(os.path.join(root, "vggsound_single_train.txt"), lambda t: "\n".join(lines) + "\n")
+    cfg = load_config("configs/synthetic.yaml", TINY + [f"data.root={root}"])
+    assert build_dataset(cfg, "train").class_names == sorted(names)
+    path = tmp_path / "list.txt"
+    path.write_text("a,C++\nb,c\n")
+    with pytest.raises(DataError, match=r"list.txt:2: class names 'c' and 'C\+\+' \(.*list.txt:1\) "
+                                        r"would both be the class 'c'"):
+        read_list(str(path), 2, 2)
+    path.write_text("a,Police car (siren)\nb,police_car_siren\nc,???\n")
+    with pytest.raises(DataError, match=r"list.txt:3: class name '\?\?\?' has no letter"):
+        read_list(str(path), 2, 2)
+
+
+def test_an_item_listed_twice_in_a_test_list_is_refused(root, tmp_path):
+    """A duplicated test line would count its item twice: refused naming both lines."""
+    first = open(os.path.join(root, "vggss_test.csv")).readline()
+    rewrite(os.path.join(root, "vggss_test.csv"), lambda t: t + first)
+    with pytest.raises(DataError, match=r"vggss_test.csv:13: test_\d+ is listed twice .*\(also "
+                                        r".*vggss_test.csv:1\)"):
+        fit(root, str(tmp_path / "run"))
+
+
+def test_silent_test_audio_is_counted_and_named(root, tmp_path):
+    """An all-zero wav (or one below -80 dBFS) is scored as any item, but counted as num_silent
+    in results.json, with a warning naming it."""
+    ids = [line.split(",")[0] for line in open(os.path.join(root, "vggss_test.csv"))]
+    sf.write(os.path.join(root, "audio", ids[2] + ".wav"), np.zeros(SR, np.float32), SR)
+    sf.write(os.path.join(root, "audio", ids[5] + ".wav"),
+             np.random.default_rng(0).uniform(-5e-5, 5e-5, SR).astype(np.float32), SR)
+    fit(root, str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["results"]["vggss"]
+    assert metrics["num_silent"] == 2 and metrics["num_excluded"] == 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "2 item(s) with a silent source" in log and ids[2] in log
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", r"empty.yaml: the config file is empty"),
+    ("# only a comment\n", r"empty.yaml: the config file is empty")])
+def test_an_empty_config_file_is_refused(tmp_path, text, message):
+    (tmp_path / "empty.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(tmp_path / "empty.yaml"))
+
+
+def test_audio_keys_that_disagree_are_named():
+    """data.audio.seconds changed alone: two thirds of every spectrogram would be padding."""
+    with pytest.raises(ConfigError, match=r"seconds 1.0 x sample_rate 22050 = 22050 samples give "
+                                          r"101 spectrogram columns at hop 220 \(stft\), but "
+                                          r"frames is 300: 199 of them would be padding"):
+        load_config(None, ["data.audio.seconds=1.0"])
+    with pytest.raises(ConfigError, match=r"freq_bins \(300\) is more than the 257 bins"):
+        load_config(None, ["data.audio.freq_bins=300"])
+    load_config(["configs/music_duet.yaml", "configs/cpu.yaml"])  # the CPU overlay agrees
+
+
+def test_a_data_root_in_use_is_not_regenerated(tmp_path):
+    """A generated synthetic root that a live run reads (train.py, test.py hold a shared lock)
+    is not regenerated at other sizes, nor replaced by tools.make_synthetic --overwrite: both
+    are refused naming the run; once it ends, regeneration goes on."""
+    from datasets.synthetic import ensure_synthetic, read_meta
+    from tools.make_synthetic import main as make_synthetic
+    from utils.run_folder import DataInUse, using_data
+    small = dict(sample_rate=4000, seconds=0.25, num_train=8, num_val=2, num_test=4, num_duet=2,
+                 num_pairs=2, num_trios=2)
+    root = str(tmp_path / "synthetic")
+    ensure_synthetic(root, image_size=32, **small)
+    with using_data([root], "train.py --config mine.yaml"):
+        with pytest.raises(DataInUse, match=rf"data root .*synthetic is in use by process "
+                                            rf"{os.getpid()} .*\(train.py --config mine.yaml\)"):
+            ensure_synthetic(root, image_size=48, **small)
+        with pytest.raises(DataInUse, match="in use by process"):
+            make_synthetic(["--out", root, "--overwrite", "--image-size", "48"])
+        assert read_meta(root)["image_size"] == 32
+    assert ensure_synthetic(root, image_size=48, **small) and read_meta(root)["image_size"] == 48
+
+
+def test_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    """torch.save on a full disk says only `inline_container.cc:672 unexpected pos`: the save
+    names the file and the disk instead, and leaves no temporary file."""
+    import collections
+    from utils import files
+    from utils.checkpoint import save_checkpoint
+
+    def full(obj, f, *a, **k):
+        open(f, "wb").write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(files.shutil, "disk_usage",
+                        lambda p: collections.namedtuple("U", "total used free")(1, 1, 0))
+    with pytest.raises(files.DiskFull, match=r"cannot write .*checkpoint.pth: the disk holding it "
+                                             r"is full"):
+        save_checkpoint({"a": 1}, str(tmp_path / "checkpoint.pth"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_entry_points_exit_2_on_bad_input_in_one_line(tmp_path):
+    """demo.py and the tools end bad input as train.py and test.py do: one line, exit code 2."""
+    for cmd in (["demo.py", "--ckpt", str(tmp_path / "none.pth"), "--video", "x.mp4"],
+                ["-m", "tools.prepare_videos", "--videos", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "out")],
+                ["-m", "tools.make_synthetic", "--out", __file__]):
+        p = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 2 and p.stderr.startswith("error: ") \
+            and len(p.stderr.strip().splitlines()) == 1, (cmd, p.returncode, p.stderr[-2000:])

@@ -96,7 +96,7 @@ def test_every_shipped_config_loads_with_the_paper_settings_and_its_own_data():
     benchmark it is named after."""
     from datasets import DATASETS
     names = lambda folder: sorted(n[:-5] for n in os.listdir(folder) if n.endswith(".yaml"))  # noqa: E731
-    assert names("configs") == sorted(BENCHMARKS + ("paper", "synthetic"))
+    assert names("configs") == sorted(BENCHMARKS + ("cpu", "paper", "synthetic"))
     assert names("configs/recipe") == sorted(BENCHMARKS)
     recipe_keys = {"model.arch", "loss.gather_negatives", "model.loc_features", "model.assign_eps", "model.zero_init_residual",
                    "loss.w_loc_agnostic", "loss.patch_grad", "loss.symmetric", "train.output_dir"}
@@ -113,6 +113,25 @@ def test_every_shipped_config_loads_with_the_paper_settings_and_its_own_data():
         assert recipe["train.output_dir"] == f"runs/recipe_{name}"
     quick = load_config("configs/synthetic.yaml")
     assert quick.data.dataset == "synthetic" and quick.model.pretrained == "none"
+
+
+def test_the_cpu_overlay_gives_any_benchmark_the_quick_start_sizes_and_nothing_else():
+    """configs/cpu.yaml after a benchmark config: the quick start's sizes (model, frames, audio,
+    batch, lr), every other key the benchmark's own."""
+    quick = _flat(load_config("configs/synthetic.yaml"))
+    import yaml
+
+    def named(d, prefix=""):  # the keys a YAML file sets
+        return {k for key, v in d.items() for k in (named(v, f"{prefix}{key}.") if
+                                                   isinstance(v, dict) else {prefix + key})}
+    keys = named(yaml.safe_load(open("configs/cpu.yaml")))
+    assert {"model.dim", "data.image_size", "data.audio.seconds", "data.audio.hop"} <= keys
+    for name in BENCHMARKS:
+        paper = _flat(load_config(f"configs/{name}.yaml"))
+        cpu = _flat(load_config([f"configs/{name}.yaml", "configs/cpu.yaml"]))
+        assert {k: cpu[k] for k in keys} == {k: quick[k] for k in keys}, name
+        assert {k: v for k, v in cpu.items() if k not in keys} == \
+            {k: v for k, v in paper.items() if k not in keys}, name
 
 
 def test_stored_boolean_symmetric_reads_as_its_named_form():

@@ -472,3 +472,17 @@ def test_skip_drops_malformed_training_lines(tmp_path):
     n = len(build_dataset(cfg, "train", "vggsound_single"))
     path.write_text(good + "only_an_id\nx,y,z,w\n")
     assert len(build_dataset(cfg, "train", "vggsound_single")) == n
+
+
+def test_val_carve_out_takes_whole_clips():
+    """Frames of one clip (<stem>_0003, MUSIC's <video>_<seg>_<frame>) never land in both train
+    and val; about data.val_fraction of the entries are val."""
+    from datasets.benchmarks import _split_val, clip_of
+    from datasets.records import ListEntry
+    assert clip_of("violin_07_0003") == "violin_07" and clip_of("violin-07") == "violin-07"
+    assert clip_of("abc_12_340", music_ids=True) == "abc" and clip_of("abc_12_340") == "abc_12"
+    assert clip_of("0042") == "0042" and clip_of("x-Y_z_000030") == "x-Y_z"
+    entries = [ListEntry(f"clip{c}_{k:04d}", ["a"], "") for c in range(40) for k in range(5)]
+    train, val = _split_val(entries, 0.1)
+    assert not {clip_of(e.id) for e in train} & {clip_of(e.id) for e in val}
+    assert len(val) == 20 and len(train) + len(val) == len(entries)

@@ -7,6 +7,7 @@ stays still in the lower half.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -198,3 +199,23 @@ def test_class_agnostic_model_gives_one_sound_map(assets, tmp_path):
     assert all([(s["class"], s["score"]) for s in t["sources"]] == [("sound", None)]
                for t in times)
     assert all(t["presence"] is None for t in times)
+
+
+def test_outputs_go_to_the_run_folder_and_replace_nothing(assets, tmp_path):
+    """Without --out the demo writes under the checkpoint's folder (demo/<video>.mp4, then -1,
+    ...), never beside the input; an existing --out needs --overwrite; a class keeps its color
+    (its index's) from video to video."""
+    from utils.visualize import PALETTE, assign_colors
+    ckpt = shutil.copy(assets["ckpt"], tmp_path / "best.pth")
+    args = ["--ckpt", str(ckpt), "--video", assets["clip"], "--every", "1.0"]
+    beside = sorted(os.listdir(os.path.dirname(assets["clip"])))
+    assert demo.main(args)["out"] == str(tmp_path / "demo" / "clip.mp4")
+    assert demo.main(args)["out"] == str(tmp_path / "demo" / "clip-1.mp4")
+    assert sorted(os.listdir(os.path.dirname(assets["clip"]))) == beside  # nothing beside the input
+    with pytest.raises(DemoError, match=r"clip.mp4 and .*clip.json exist; pass --overwrite"):
+        demo.main(args + ["--out", str(tmp_path / "demo" / "clip.mp4")])
+    demo.main(args + ["--out", str(tmp_path / "demo" / "clip.mp4"), "--overwrite"])
+    assert assign_colors([7, 2]) == {7: PALETTE[7], 2: PALETTE[2]}
+    assert assign_colors([2, 7]) == {2: PALETTE[2], 7: PALETTE[7]}  # order does not matter
+    n = len(PALETTE)
+    assert assign_colors([1, 1 + n]) == {1: PALETTE[1], 1 + n: PALETTE[2]}  # never shared

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from datasets import build_dataset, read_list
+from datasets import DataError, build_dataset, read_list
 from tests.fixtures import write_test_video
 from tools.prepare_videos import main, merge_marker
 from utils.config import Config
@@ -62,7 +62,7 @@ def test_prepare_videos_refuses_two_videos_with_one_id(tmp_path):
     for cls in ("cello", "guitar"):
         os.makedirs(videos / cls)
         write_test_video(str(videos / cls / "a.mp4"), seconds=1.0, fps=10)
-    with pytest.raises(SystemExit, match=r"two videos would get the id 'a'"):
+    with pytest.raises(DataError, match=r"two videos would get the id 'a'"):
         main(["--videos", str(videos), "--out", str(tmp_path / "root")])
 
 
@@ -111,10 +111,10 @@ def test_prepare_videos_music_lists(tmp_path):
     assert r["skipped"] == 1 and r["prepared"] == 0 and r["frames"] == 3
     assert (out / "videos.txt").read_text().split() == ["vidA_000_00004", "vidA_000_00014",
                                                         "vidA_001_00031"]
-    with pytest.raises(SystemExit, match=r"--music-lists: .*nope\.txt"):
+    with pytest.raises(DataError, match=r"--music-lists: .*nope\.txt"):
         main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "nope.txt")])
     (tmp_path / "bad.txt").write_text("not_a_music_id,cello\n")
-    with pytest.raises(SystemExit, match=r"bad\.txt:1: 'not_a_music_id' is not a MUSIC id"):
+    with pytest.raises(DataError, match=r"bad\.txt:1: 'not_a_music_id' is not a MUSIC id"):
         main(["--videos", str(videos), "--out", str(out), "--music-lists", str(tmp_path / "bad.txt")])
 
 
@@ -141,3 +141,31 @@ def test_decode_frames_gives_each_time_its_own_frame(tmp_path):
         width = (np.asarray(img.convert("L"))[32] > 100).sum()
         assert abs(width - int(96 * (i + 1) / 40)) <= 2, (t, width)
         assert gap == pytest.approx(abs(t - i / 10), abs=1e-6)
+
+
+def test_prepare_videos_keeps_earlier_videos_and_reads_no_output(tmp_path):
+    """A second run into the same --out with other videos keeps the first run's lines in the
+    list; --out inside --videos, the demo's and make_lists' files (json, jpg, csv) are not read
+    as videos; class folders that would merge ('C++', 'C') are refused; when no file can be
+    prepared the command fails."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    os.makedirs(first / "cello")
+    os.makedirs(second / "guitar")
+    write_test_video(str(first / "cello" / "a.mp4"), seconds=1.0, fps=10)
+    write_test_video(str(second / "guitar" / "b.mp4"), seconds=1.0, fps=10)
+    out = second / "prepared"  # inside --videos
+    main(["--videos", str(first), "--out", str(out)])
+    (second / "guitar" / "b.json").write_text("{}")  # what demo.py once wrote beside a video
+    (second / "guitar" / "b.jpg").write_bytes(b"")
+    r = main(["--videos", str(second), "--out", str(out)])
+    assert r["prepared"] == 1 and not r["failed"]
+    assert (out / "videos.txt").read_text() == "b,guitar\na,cello\n"
+    os.makedirs(second / "C++")
+    os.makedirs(second / "c")
+    with pytest.raises(DataError, match=r"class names 'c' and 'C\+\+' .* would both be the class 'c'"):
+        main(["--videos", str(second), "--out", str(out)])
+    broken = tmp_path / "broken"
+    os.makedirs(broken)
+    (broken / "x.mp4").write_bytes(b"not a video")
+    with pytest.raises(DataError, match=r"none of the 1 files under .*broken could be prepared"):
+        main(["--videos", str(broken), "--out", str(tmp_path / "nothing")])

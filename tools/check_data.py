@@ -15,12 +15,12 @@ import argparse
 import dataclasses
 import os
 import re
-import sys
 import time
 from collections import Counter
 
 from datasets import build_dataset, training_lists
 from datasets.decode import decode_all
+from utils.errors import InputError, run_cli
 from utils.config import load_config
 from utils.files import write_atomic
 from utils.logger import logger, setup_logging
@@ -30,7 +30,8 @@ WHERE = re.compile(r"^(?P<a>.+?:\d+): |\(list entry (?P<b>[^)]+?:\d+)[,)]")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", required=True, help="YAML config whose data and test sets to check")
+    p.add_argument("--config", required=True, action="append", help="YAML config whose data and "
+                   "test sets to check (given twice: merged in order, as train.py)")
     p.add_argument("--splits", default="train,val,test", help="comma-separated: train, val, test")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
     p.add_argument("--out", default=".", help="folder for check_data.tsv")
@@ -87,21 +88,21 @@ def summary(rows, first=3):
 
 
 def clean_target(path, out_dir, overwrite):
-    """Where the cleaned copy of list `path` goes; SystemExit when it would replace the list itself
-    or, without `overwrite`, an existing file."""
+    """Where the cleaned copy of list `path` goes; InputError when it would replace the list
+    itself, FileExistsError when it would replace an existing file without `overwrite`."""
     target = os.path.join(out_dir, os.path.basename(path))
     if os.path.abspath(target) == os.path.abspath(path):
-        raise SystemExit(f"--clean-train {out_dir}: the copy of {path} would replace the list "
+        raise InputError(f"--clean-train {out_dir}: the copy of {path} would replace the list "
                          "itself; choose another folder (the list stays as it is)")
     if os.path.exists(target) and not overwrite:
-        raise SystemExit(f"--clean-train {out_dir}: {target} exists; choose another folder, "
-                         "or replace it with --overwrite")
+        raise FileExistsError(f"--clean-train {out_dir}: {target} exists; choose another "
+                              "folder, or replace it with --overwrite")
     return target
 
 
 def write_clean_lists(cfg, rows, out_dir, overwrite=False):
     """Copies of the training lists without the lines that `rows` of train / val name. Nothing is
-    written (SystemExit, one line) when a copy would replace its own list, would replace an
+    written (InputError, one line) when a copy would replace its own list, would replace an
     existing file without `overwrite`, or would keep no line of a list that has some (every
     entry failed: a wrong data.root, most likely). Each copy appears complete or not at all."""
     bad, reason = {}, {}
@@ -120,7 +121,7 @@ def write_clean_lists(cfg, rows, out_dir, overwrite=False):
         kept = [x for n, x in enumerate(lines, 1) if n not in drop]
         target = clean_target(path, out_dir, overwrite)
         if lines and not kept:
-            raise SystemExit(f"--clean-train: every line of {path} failed (the first: "
+            raise InputError(f"--clean-train: every line of {path} failed (the first: "
                              f"{reason[os.path.abspath(path)]}); nothing written: check data.root "
                              "and data.metadata")
         copies.append((target, kept, len(lines)))
@@ -176,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main() else 0)
+    run_cli(lambda: 1 if main() else 0)  # 1: bad entries found (in the report)

@@ -14,6 +14,8 @@ import shutil
 import time
 
 from datasets.synthetic import DEFAULT_SIZES, write_synthetic
+from utils.errors import run_cli
+from utils.run_folder import replacing_data
 from utils.logger import logger, setup_logging
 
 
@@ -36,10 +38,10 @@ def main(argv=None):
     t = time.time()
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
-        raise SystemExit(f"--out {args.out} is a file, not a folder")
+        raise FileExistsError(f"--out {args.out} is a file, not a folder")
     if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
-        raise SystemExit(f"--out {args.out} exists and holds files: choose another folder, or "
-                         "replace it whole with --overwrite")
+        raise FileExistsError(f"--out {args.out} exists and holds files: choose another folder, "
+                              "or replace it whole with --overwrite")
     sizes = {k: getattr(args, k) for k in DEFAULT_SIZES}
     tmp, old = f"{out}.tmp-{os.getpid()}", f"{out}.old-{os.getpid()}"
     try:
@@ -48,9 +50,10 @@ def main(argv=None):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if os.path.isdir(out):  # --overwrite: the old folder moves aside, the new one takes its name
-        os.replace(out, old)
-    os.replace(tmp, out)
+    with replacing_data(out):  # --overwrite: refused while a run reads the folder
+        if os.path.isdir(out):  # the old folder moves aside, the new one takes its name
+            os.replace(out, old)
+        os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
     n = sum(meta[k] for k in ("num_train", "num_val", "num_test", "num_duet"))
     logger.info("wrote %d items to %s in %.1f s", n, args.out, time.time() - t)
@@ -58,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -16,19 +16,24 @@ inside the clip, tiled when the clip is shorter). The list file (default ``<out>
   the window centered on each frame. Videos no list names are not decoded.
 
 Resumable: a finished video leaves ``<out>/.done/<stem>.txt`` (its list lines) and is skipped next
-time. Files that cannot be decoded are listed at the end (and in ``<out>/undecodable.txt``).
+time; the list keeps the videos an earlier run prepared into the same --out. Files that cannot be
+decoded are listed at the end (and in ``<out>/undecodable.txt``); when none could be prepared the
+command fails (exit code 2). Pictures, wavs, lists and JSON files under --videos (what this tool,
+tools.make_lists and demo.py write) and --out itself, when it lies inside --videos, are not read.
 """
 import argparse
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
 
 from datasets import DataError, read_list
+from utils.errors import run_cli
 from datasets.audio import cut_window, decode_av
 from datasets.benchmarks import MUSIC_ID
-from datasets.records import canonical_class
+from datasets.records import ClassNames
 from utils.files import write_atomic
 from utils.logger import logger, progress, setup_logging
 
@@ -60,15 +65,26 @@ def stem_of(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def find_videos(folder: str) -> List[Tuple[str, Optional[str]]]:
-    """All files under folder, sorted, with the class given by their sub-folder (None at top)."""
-    out = []
+# files that are no video: what this tool, tools.make_lists and demo.py write, lists, pictures
+NOT_VIDEO = (".jpg", ".jpeg", ".png", ".wav", ".json", ".txt", ".csv", ".tsv", ".yaml", ".pth",
+             ".log", ".md")
+
+
+def find_videos(folder: str, skip: Optional[str] = None) -> List[Tuple[str, Optional[str]]]:
+    """All files under folder, sorted, with the class given by their sub-folder (None at top).
+    Hidden files, NOT_VIDEO extensions and the folder `skip` (our own --out, when it lies
+    inside) are left out. Two class folders whose names would be one class but differ beyond
+    case and punctuation ('C++', 'C') raise DataError."""
+    out, names = [], ClassNames()
+    skip = skip and os.path.abspath(skip)
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and os.path.abspath(os.path.join(dirpath, d)) != skip)
         rel = os.path.relpath(dirpath, folder)
-        cls = None if rel == "." else canonical_class(rel.split(os.sep)[0])
+        cls = None if rel == "." else names.key(rel.split(os.sep)[0], os.path.join(
+            folder, rel.split(os.sep)[0]))
         out.extend((os.path.join(dirpath, f), cls) for f in sorted(filenames)
-                   if not f.startswith("."))
+                   if not f.startswith(".") and not f.lower().endswith(NOT_VIDEO))
     return out
 
 
@@ -87,11 +103,12 @@ def music_frames(list_paths: List[str]) -> Dict[str, Dict[str, int]]:
         try:
             entries = read_list(path, 1, 3)
         except DataError as e:  # missing or malformed list: one line, no traceback
-            raise SystemExit(f"--music-lists: {e}") from None
+            raise DataError(f"--music-lists: {e}") from None
         for e in entries:
             m = MUSIC_ID.match(e.id)
             if m is None:
-                raise SystemExit(f"{e.where}: '{e.id}' is not a MUSIC id <video>_<segment>_<frame>")
+                raise DataError(f"{e.where}: '{e.id}' is not a MUSIC id "
+                                "<video>_<segment>_<frame>")
             out.setdefault(m["video"], {})[e.id] = int(m["frame"])
     return out
 
@@ -213,10 +230,10 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     if not os.path.isdir(args.videos):
-        raise SystemExit(f"--videos {args.videos}: no such folder")
-    videos = find_videos(args.videos)
+        raise FileNotFoundError(f"--videos {args.videos}: no such folder")
+    videos = find_videos(args.videos, skip=args.out)
     if not videos:
-        raise SystemExit(f"--videos {args.videos}: no file under it")
+        raise DataError(f"--videos {args.videos}: no video under it")
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
     wanted = music_frames(args.music_lists) if args.music_lists else None
@@ -227,12 +244,18 @@ def main(argv=None):
             logger.warning("%d of the %d videos the lists name are not under %s (first: %s)",
                            len(missing), len(wanted), args.videos, missing[0])
         videos = [(p, c) for p, c in videos if stem_of(p) in wanted]
+    numbered = [stem_of(p) for p, _ in videos if re.search(r"_\d+$", stem_of(p))]
+    if numbered and wanted is None and args.every <= 0:
+        logger.warning("%d video names end in _<digits>: %s is taken for a frame of the clip %s "
+                       "by the val carve-out and tools.make_lists (datasets.benchmarks.clip_of), "
+                       "with every other <name>_<digits>; rename them with '-' (guitar-01.mp4)",
+                       len(numbered), numbered[0], re.sub(r"_\d+$", "", numbered[0]))
     stems = {}
     for path, _ in videos:  # ids come from file names: two videos must not share one
         stem = stem_of(path)
         if stem in stems:
-            raise SystemExit(f"two videos would get the id '{stem}': {stems[stem]} and {path}; "
-                             "rename one of them")
+            raise DataError(f"two videos would get the id '{stem}': {stems[stem]} and {path}; "
+                            "rename one of them")
         stems[stem] = path
     failed, skipped, done_lines = [], 0, []
     for path, cls in progress(videos, desc="videos", unit="video", leave=True):
@@ -266,8 +289,14 @@ def main(argv=None):
         write_atomic(marker, lambda p: _write_text(p, "\n".join(lines) + "\n"))
         if wanted is None:
             done_lines.extend(lines)
+    if wanted is None:  # videos prepared into --out by an earlier run stay listed
+        earlier = earlier_lines(args.out, stems)
+        if earlier:
+            logger.info("%d frames of videos prepared into %s before (not under %s now) stay "
+                        "in the list", len(earlier), args.out, args.videos)
+        done_lines.extend(earlier)
     write_atomic(os.path.join(args.out, args.list),
-            lambda p: _write_text(p, "".join(x + "\n" for x in done_lines)))
+                 lambda p: _write_text(p, "".join(x + "\n" for x in done_lines)))
     report = os.path.join(args.out, "undecodable.txt")
     if failed:
         write_atomic(report, lambda p: _write_text(p, "\n".join(failed) + "\n"))
@@ -278,9 +307,22 @@ def main(argv=None):
     logger.info("%d videos: %d prepared, %d already done, %d undecodable; %d frames listed in %s",
                 len(videos), len(videos) - skipped - len(failed), skipped, len(failed),
                 len(done_lines), os.path.join(args.out, args.list))
+    if failed and len(failed) == len(videos):
+        raise DataError(f"none of the {len(videos)} files under {args.videos} could be prepared "
+                        f"(listed in {report}; the first: {failed[0]})")
     return {"prepared": len(videos) - skipped - len(failed), "skipped": skipped,
             "failed": failed, "frames": len(done_lines)}
 
 
+def earlier_lines(out: str, stems) -> List[str]:
+    """The list lines of the videos whose .done markers lie in `out` but are not in `stems`."""
+    done, lines = os.path.join(out, ".done"), []
+    for name in sorted(os.listdir(done)):
+        if name.endswith(".txt") and name[:-4] not in stems:
+            with open(os.path.join(done, name)) as f:
+                lines.extend(f.read().split())
+    return lines
+
+
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -129,7 +129,10 @@ class DataConfig:
     canvas: Literal["concat", "single"] = "concat"  # k frames side by side | one frame, all sources
     audio: AudioConfig = field(default_factory=AudioConfig)
     on_error: Literal["raise", "skip"] = "raise"  # skip: drop bad training entries (not test)
-    val_fraction: float = ranged(0.05, "in [0, 1)")  # of the training list held out as val (seeded)
+    # annotated val list (in data.metadata, the test list's format and annotation file) that picks
+    # best.pth; '': the benchmark's own, else a carve-out of the training list (no boxes)
+    val_list: str = ""
+    val_fraction: float = ranged(0.05, "in [0, 1)")  # of the training clips held out as val (seeded)
     max_items: int = ranged(0, ">= 0")  # truncate each list to this many items (0: all)
     num_workers: int = ranged(4, ">= 0")  # data-loader workers per process
     class_balanced: bool = False  # batches with few same-class items (training)
@@ -282,9 +285,11 @@ def _read_yaml(path, seen=()):
         raise ConfigError(f"_base_ cycle through {path}")
     try:
         with open(path, encoding="utf-8-sig") as f:
-            values = yaml.safe_load(f) or {}
+            values = yaml.safe_load(f)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if values is None:  # an empty file would run every default without a word
+        raise ConfigError(f"{path}: the config file is empty")
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = values.pop("_base_", None)
@@ -339,9 +344,10 @@ def _ranged_values(obj, prefix=""):
             yield prefix + f.name, value, f.metadata["range"]
 
 
-def validate(cfg):
-    """Check what the types alone do not: ranges, eval.threshold's form, and that model.dim
-    splits into model.heads. Raises ConfigError naming the key; returns `cfg`."""
+def validate(cfg, stored=False):
+    """Check what the types alone do not: ranges, eval.threshold's form, that model.dim splits
+    into model.heads, and that the audio keys agree (`check_audio`; stored=True, a checkpoint's
+    config: a warning). Raises ConfigError naming the key; returns `cfg`."""
     for key, value, what in _ranged_values(cfg):
         ok = RANGE_TESTS[what]
         if not (all(map(ok, value)) if isinstance(value, list) else ok(value)):
@@ -353,7 +359,39 @@ def validate(cfg):
     if cfg.model.dim % cfg.model.heads:
         raise ConfigError(f"config key 'model.dim' ({cfg.model.dim}) must be divisible by "
                           f"model.heads ({cfg.model.heads})")
+    try:
+        check_audio(cfg.data.audio)
+    except ConfigError as e:
+        if not stored:
+            raise
+        logging.getLogger("avgn").warning("%s", e)
     return cfg
+
+
+MAX_PADDING = 0.1  # share of the spectrogram columns that may be padding
+
+
+def check_audio(a):
+    """The data.audio keys depend on each other: seconds x sample_rate samples give a number of
+    spectrogram columns at `hop` (frontend stft: 1 + samples // hop, centered frames; released:
+    (samples - n_fft) // hop + 1); `frames` crops or pads to exactly that many. Raises
+    ConfigError when more than MAX_PADDING of the frames would be padding (e.g. seconds changed
+    alone), or freq_bins asks for more bins than n_fft gives."""
+    samples = round(a.seconds * a.sample_rate)
+    columns = (1 + samples // a.hop if a.frontend == "stft"
+               else (max(samples, a.n_fft) - a.n_fft) // a.hop + 1)
+    if a.frames - columns > MAX_PADDING * a.frames:
+        hop = max(1, samples // a.frames) if a.frontend == "stft" else \
+            max(1, (samples - a.n_fft) // max(1, a.frames - 1))
+        raise ConfigError(
+            f"data.audio: seconds {a.seconds} x sample_rate {a.sample_rate} = {samples} samples "
+            f"give {columns} spectrogram columns at hop {a.hop} ({a.frontend}), but frames is "
+            f"{a.frames}: {a.frames - columns} of them would be padding. Set data.audio.frames="
+            f"{columns}, or data.audio.hop={hop}, or the seconds / sample_rate the frames were "
+            "meant for")
+    if a.freq_bins > a.n_fft // 2 + 1:
+        raise ConfigError(f"data.audio.freq_bins ({a.freq_bins}) is more than the "
+                          f"{a.n_fft // 2 + 1} bins of n_fft {a.n_fft}")
 
 
 def from_dict(values, stored=False):
@@ -369,7 +407,7 @@ def from_dict(values, stored=False):
     if dropped:
         logging.getLogger("avgn").warning("ignored stored config keys this version does not "
                                           "have: %s", ", ".join(dropped))
-    return validate(cfg)
+    return validate(cfg, stored)
 
 
 def to_dict(cfg):
@@ -377,10 +415,12 @@ def to_dict(cfg):
 
 
 def load_config(path=None, overrides=()):
-    """Defaults <- YAML file (with `_base_`) <- `key=value` overrides."""
+    """Defaults <- YAML file (with `_base_`) <- `key=value` overrides. `path` may be a list of
+    files, merged in order: `["configs/music.yaml", "configs/cpu.yaml"]` is the MUSIC benchmark
+    at CPU sizes."""
     cfg = Config()
-    if path:
-        _merge(cfg, _read_yaml(path))
+    for p in [path] if isinstance(path, str) else path or ():
+        _merge(cfg, _read_yaml(p))
     return apply_overrides(cfg, overrides)
 
 

@@ -4,14 +4,19 @@ A bad config value, list line, file, checkpoint or run folder raises an InputErr
 what is wrong (ConfigError, DataError, CheckpointError, RunFolderInUse; the first two are also
 ValueErrors), or FileNotFoundError / FileExistsError. `run_cli` ends such a command with that
 message as one line on stderr and exit code 2, without a traceback (AVGN_DEBUG=1 prints it too);
-any other exception is a failure, with its traceback and exit code 1. Called in-process (tests,
-notebooks), `main` raises as usual.
+any other exception is a failure, with its traceback and exit code 1 (a full disk:
+utils.files.DiskFull, one line naming the file, exit code 1). train.py stopped by SIGTERM
+exits with EXIT_STOPPED (3) once its checkpoint is saved; 0 is success only. Called in-process
+(tests, notebooks), `main` raises (or returns the code) as usual.
 """
 import os
 import sys
 import traceback
 
+from .files import DiskFull
+
 EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 3  # train.py stopped by SIGTERM after saving its checkpoint: --resume auto continues
 USER_ERRORS = (FileNotFoundError, FileExistsError)
 
 
@@ -45,9 +50,9 @@ def run_cli(main):
     FileExistsError in one line."""
     try:
         code = main()
-    except (InputError,) + USER_ERRORS as e:
+    except (InputError, DiskFull) + USER_ERRORS as e:
         if os.environ.get("AVGN_DEBUG"):
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        print(f"error: {e.strerror if isinstance(e, DiskFull) else e}", file=sys.stderr)
+        sys.exit(1 if isinstance(e, DiskFull) else EXIT_BAD_INPUT)
     sys.exit(code if isinstance(code, int) else 0)

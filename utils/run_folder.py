@@ -5,7 +5,9 @@ A folder that holds one of RUN_FILES holds a run: a new run there is refused unl
 --overwrite it; --resume continues it exactly, when the architecture, the optimizer and (after a
 mid-epoch stop) the batch layout are the run's own. A running run holds the folder's lock file
 (LOCK: its pid, host, start and command), so a second run into the same folder is refused while
-the first one lives, whatever either one was told.
+the first one lives, whatever either one was told. A run also holds a shared lock on each data
+root that could be regenerated under it (`using_data`), which a regeneration (`replacing_data`)
+must take exclusively: refused, naming the runs, while any run reads the root.
 """
 import contextlib
 import fcntl
@@ -33,7 +35,8 @@ ARCHITECTURE_EXCEPT = ("num_classes", "pretrained", "pretrained_path")  # set by
 def resolve_config(config, overrides, resume):
     """-> (config, path of the checkpoint to resume or '', that checkpoint loaded or None).
 
-    The config is `config` (default configs/synthetic.yaml) with the overrides; resuming without
+    The config is `config` (a path or a list of paths merged in order; default
+    configs/synthetic.yaml) with the overrides; resuming without
     `config`, it is the checkpoint's own config with the overrides. resume: a checkpoint path,
     'auto' (<output_dir>/checkpoint.pth when it exists) or ''."""
     cfg = load_config(config or DEFAULT_CONFIG, overrides)
@@ -214,3 +217,106 @@ def run_folder(out_dir, command="", clear=False):
     finally:
         if lock is not None:
             lock.release()
+
+
+# ----------------------------------------------------------------------------- data in use
+class DataInUse(InputError, RuntimeError):
+    """A data root that a live run reads would be replaced."""
+
+
+def _data_lock(root):
+    """An open descriptor of `<root>.lock` (beside the root: it outlives the root's replacement),
+    or None where it cannot be created (a read-only place, where nothing regenerates either)."""
+    try:
+        return os.open(os.path.abspath(root).rstrip(os.sep) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+
+
+def _add_holder(fd, **fields):
+    os.lseek(fd, 0, os.SEEK_END)
+    os.write(fd, (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S"), **fields})
+                  + "\n").encode())
+
+
+def _live_holders(fd):
+    """The holders a lock file names whose process may still run (all those of other hosts)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    out = []
+    for line in os.read(fd, 1 << 20).decode(errors="replace").splitlines():
+        try:
+            h = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(h, dict) and _alive(h):
+            out.append(h)
+    return out
+
+
+def _alive(holder):
+    """False only for a process of this host that no longer runs."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def using_data(roots, command=""):
+    """Hold a shared lock on each of `roots` for the body (waiting while one is regenerated), and
+    add this process to the lock file's holders, for `replacing_data` to name."""
+    fds = []
+    try:
+        for root in dict.fromkeys(os.path.abspath(r) for r in roots):
+            fd = _data_lock(root)
+            if fd is None:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            fds.append(fd)
+            _add_holder(fd, command=command)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # drops the lock
+
+
+@contextlib.contextmanager
+def replacing_data(root, patience=10.0):
+    """Hold `root` exclusively for the body (its regeneration). Raises DataInUse naming the runs
+    that read it (their `using_data`) rather than waiting for them; waits for another process
+    that regenerates it (DDP ranks), after which the caller checks whether it is still to do."""
+    fd = _data_lock(root)
+    if fd is None:
+        yield
+        return
+    try:
+        deadline = time.time() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holders = _live_holders(fd)
+                readers = [h for h in holders if not h.get("replacing")]
+                if readers or (not holders and time.time() > deadline):
+                    who = "; ".join(f"process {h.get('pid')} on {h.get('host')} since "
+                                    f"{h.get('started')} ({h.get('command') or 'no command'})"
+                                    for h in readers) or "a run"
+                    raise DataInUse(f"data root {root} is in use by {who}: it is not replaced "
+                                    "while a run reads it; wait for the run, or choose another "
+                                    "data.root") from None
+                if holders:  # another process replaces it: wait for that
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    break
+                time.sleep(0.1)  # a reader between its lock and its line
+        os.ftruncate(fd, 0)  # no reader is left: their lines go
+        _add_holder(fd, replacing=True)
+        yield
+    finally:
+        os.close(fd)  # drops the lock

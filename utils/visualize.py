@@ -5,7 +5,7 @@ legend of names and scores (demo.py)."""
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# class colors, given in order of first appearance; neighbors are far apart
+# class colors, by class index (assign_colors); neighbors are far apart
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
            (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
@@ -47,11 +47,18 @@ def plot_overlay(path, rgb, maps, gts, names, scores=None, title=None):
 
 
 def assign_colors(keys):
-    """One PALETTE color per distinct key, in order of first appearance (a class keeps its color
-    for a whole video; neighbors differ). Returns {key: (r, g, b)}."""
+    """Class index -> PALETTE[index % len(PALETTE)], so a class has the same color in every video
+    of a checkpoint; when two classes of one video would share a color, the later one (in order
+    of first appearance) takes the next free one. A negative key (class-agnostic) starts at the
+    first color. Returns {key: (r, g, b)}."""
     colors = {}
     for k in keys:
-        colors.setdefault(k, PALETTE[len(colors) % len(PALETTE)])
+        if k in colors:
+            continue
+        first = max(k, 0) % len(PALETTE)
+        free = [PALETTE[(first + j) % len(PALETTE)] for j in range(len(PALETTE))
+                if PALETTE[(first + j) % len(PALETTE)] not in colors.values()]
+        colors[k] = free[0] if free else PALETTE[first]
     return colors
 
 
