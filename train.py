@@ -15,7 +15,8 @@ line, exit code 2 (utils/errors.py); SIGTERM saves checkpoint.pth at the next st
 code 3 (EXIT_STOPPED; under torchrun, torchrun's own failure code), --resume auto continues. One code path for one process and for torchrun (DDP); the
 global batch is train.batch_size_per_gpu x processes, the lr used as given. Config keys:
 utils/config.py, one commented line each (docs/model.md, docs/training.md); a run writes its
-resolved config to <train.output_dir>/config.yaml before its first step.
+resolved config to <train.output_dir>/config.yaml before its first step, and
+`python -m utils.config CONFIG [CONFIG] [key=value ...]` prints it without running.
 """
 import argparse
 import json

@@ -321,3 +321,14 @@ def test_a_released_checkpoint_reads_its_inputs_as_the_paper_configs():
     from engine import RELEASED_INPUTS
     paper = _flat(load_config("configs/paper.yaml"))
     assert {k: paper[k] for k in RELEASED_INPUTS} == RELEASED_INPUTS
+
+
+def test_python_m_utils_config_prints_the_resolved_config(capsys):
+    """`python -m utils.config A.yaml B.yaml key=value` prints what train.py would run."""
+    import yaml
+    from utils.config import main
+    main(["configs/music_duet.yaml", "configs/cpu.yaml", "train.epochs=3"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == to_dict(load_config(["configs/music_duet.yaml", "configs/cpu.yaml"],
+                                          ["train.epochs=3"]))
+    assert printed["train"]["epochs"] == 3 and printed["model"]["dim"] == 128

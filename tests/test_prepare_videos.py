@@ -169,3 +169,20 @@ def test_prepare_videos_keeps_earlier_videos_and_reads_no_output(tmp_path):
     (broken / "x.mp4").write_bytes(b"not a video")
     with pytest.raises(DataError, match=r"none of the 1 files under .*broken could be prepared"):
         main(["--videos", str(broken), "--out", str(tmp_path / "nothing")])
+
+
+def test_prepare_videos_removes_what_a_killed_run_left(tmp_path):
+    """A temporary frame of a process that no longer runs is removed at the next start; one of a
+    live process is not."""
+    import subprocess
+    import sys
+    videos, out = tmp_path / "videos", tmp_path / "root"
+    os.makedirs(videos)
+    write_test_video(str(videos / "a.mp4"), seconds=1.0, fps=10)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    os.makedirs(out / "frames")
+    (out / "frames" / f"b.jpg.tmp.{dead}").write_bytes(b"half a jpeg")
+    (out / "frames" / f"c.jpg.tmp.{os.getpid()}").write_bytes(b"being written")
+    main(["--videos", str(videos), "--out", str(out)])
+    assert sorted(os.listdir(out / "frames")) == ["a.jpg", f"c.jpg.tmp.{os.getpid()}"]

@@ -427,3 +427,20 @@ def load_config(path=None, overrides=()):
 def dump_config(cfg, path):
     with open(path, "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+
+
+def main(argv=None):
+    """python -m utils.config CONFIG [CONFIG ...] [key=value ...]: print the resolved config (as
+    train.py would run it) as YAML."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(main.__doc__)
+        return
+    config = load_config([a for a in argv if "=" not in a], [a for a in argv if "=" in a])
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+
+
+if __name__ == "__main__":
+    from .errors import run_cli
+    run_cli(main)
