@@ -379,13 +379,39 @@ def build_test_sets(cfg, class_names, split="test"):
     return out
 
 
+COVERAGE = "get_data_coverage.json"  # written into data.root by tools.get_data
+
+
+def list_coverage(cfg, dataset):
+    """On how much of its benchmark a test set is measured: {list, items}, and when
+    <data.root>/get_data_coverage.json (tools.get_data) counts a list of that name (the
+    published one, or the `.available` copy a config points at), its published items and the
+    share scored."""
+    name = os.path.basename(dataset.origin)
+    out = {"list": dataset.origin, "items": len(dataset)}
+    try:
+        with open(os.path.join(cfg.data.root, COVERAGE)) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return out
+    stem, ext = os.path.splitext(name)
+    published = report.get(name) or report.get(stem.replace(".available", "") + ext)
+    if isinstance(published, dict) and published.get("items"):
+        out.update(published_items=published["items"],
+                   share=round(len(dataset) / published["items"], 4))
+        logger.info("%s: %d of the %d published items (%.1f %%; %s)", name, len(dataset),
+                    published["items"], 100 * out["share"], COVERAGE)
+    return out
+
+
 def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
     """Evaluate `model` (loaded from `ckpt` with config `cfg`) on every test set of the config;
     writes results.json and one per-sample CSV per test set (and `save_vis` overlays per set) to
     `out_dir`. Returns {entry: metrics}."""
-    results = {}
+    results, coverage = {}, {}
     os.makedirs(out_dir, exist_ok=True)
     for entry, dataset in build_test_sets(cfg, ckpt["class_names"], split):
+        coverage[entry] = list_coverage(cfg, dataset)
         loader = build_loader(dataset, cfg.eval.batch_size, False, cfg.data.num_workers)
         evaluator = build_evaluator(dataset, cfg.eval)
         metrics = evaluate(model, loader, evaluator, device, cfg.train.amp, desc=entry,
@@ -408,7 +434,8 @@ def run_tests(ckpt, cfg, model, out_dir, device, split="test", save_vis=0):
                               cfg.eval.upsample)
     if is_main_process():
         path = os.path.join(out_dir, "results.json")
-        record = {"split": split, "config": to_dict(cfg), "results": results}
+        record = {"split": split, "config": to_dict(cfg), "results": results,
+                  "coverage": coverage}
 
         def dump(tmp):
             with open(tmp, "w") as f:
