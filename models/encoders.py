@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils.errors import InputError
+
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 # The allowed values of model.visual_stride, model.pretrained and model.audio_tokens, for callers
 # that do not go through the config; the schema (utils/config.py) states them, and a test checks
@@ -75,6 +77,10 @@ class ResNet18Trunk(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+class WeightsUnavailable(InputError, RuntimeError):
+    """The ImageNet weights are neither cached nor downloadable (offline): one line, exit 2."""
+
+
 def load_imagenet_weights(trunk, path=""):
     """Load a torchvision-layout ResNet18 state dict into the visual `trunk`: ImageNet's (width
     64) or, from `path`, any file of that layout at the trunk's width (e.g. the ImageNet stand-in
@@ -98,13 +104,15 @@ def load_imagenet_weights(trunk, path=""):
             old = socket.getdefaulttimeout()
             socket.setdefaulttimeout(10)
             try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # else the error names a .partial
                 torch.hub.download_url_to_file(IMAGENET_URL, path, progress=False)
             except Exception as e:
-                raise RuntimeError(
-                    f"pretrained=imagenet: could not download the ResNet18 ImageNet weights "
-                    f"({IMAGENET_URL}): {e}. Download that file on a machine with internet and set "
-                    f"model.pretrained_path=/path/to/{os.path.basename(IMAGENET_URL)} (or put it "
-                    f"in {os.path.dirname(path)}), or use model.pretrained=none.") from None
+                raise WeightsUnavailable(
+                    f"model.pretrained=imagenet needs the ResNet18 ImageNet weights, which could "
+                    f"not be downloaded ({type(e).__name__}: {e}): set model.pretrained=none to "
+                    f"train from scratch, or download {IMAGENET_URL} on a machine with internet "
+                    f"and set model.pretrained_path=/path/to/{os.path.basename(IMAGENET_URL)} "
+                    f"(or put it in {os.path.dirname(path)})") from None
             finally:
                 socket.setdefaulttimeout(old)
     state = torch.load(path, map_location="cpu", weights_only=True)

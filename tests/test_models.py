@@ -159,7 +159,10 @@ def test_imagenet_weights_from_local_file_and_clear_offline_error(tmp_path, monk
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     t0 = time.time()
-    with pytest.raises(RuntimeError, match=r"resnet18-f37072fd\.pth.*model\.pretrained_path"):
+    from utils.errors import InputError  # one line at the command line, exit code 2
+    with pytest.raises(InputError, match=r"could not be downloaded \(OSError: Network is "
+                                         r"unreachable\): set model.pretrained=none .*"
+                                         r"resnet18-f37072fd\.pth.*model\.pretrained_path"):
         build_model(tiny("model.width=64", "model.pretrained=imagenet"))
     assert time.time() - t0 < 30
     with pytest.raises(FileNotFoundError, match="model.pretrained_path"):
