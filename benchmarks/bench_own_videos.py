@@ -57,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--split-seed", type=int, default=0, help="tools.make_lists --seed")
     p.add_argument("--work", default="", help="folder for the clips, data and runs (default: a "
                    "new temporary folder, kept)")
+    p.add_argument("--base", default="configs/vggsound_single.yaml", help="tools.make_lists --base: "
+                   "the paper config (default) or configs/recipe/vggsound_single.yaml")
     p.add_argument("--out", default="results/own_videos", help="folder of results.json")
     p.add_argument("overrides", nargs="*", help="train.py config overrides key.sub=value")
     args = p.parse_intermixed_args(argv)
@@ -134,7 +136,8 @@ def main(argv=None):
         f.writelines(f"{i},{x1},{y1},{x2},{y2}\n" for i, (x1, y1, x2, y2) in boxes.items())
     run([py, "-m", "tools.make_lists", "--root", root, "--boxes", os.path.join(root, "boxes.csv"),
          "--units", "pixel", "--val", "0.1", "--test", "0.2", "--seed", str(args.split_seed),
-         "--output-dir", os.path.join(work, "runs", "default"), "--overwrite"], commands)
+         "--output-dir", os.path.join(work, "runs", "default"), "--base", args.base,
+         "--overwrite"], commands)
     config = os.path.join(lists, "config.yaml")
     prepared = time.time() - t0
 

@@ -192,3 +192,19 @@ def test_only_fully_boxed_clips_are_evaluated(frames):
     with pytest.raises(make_lists.DataError, match="no clip with a box on every frame is left "
                        "for val"):
         make(frames, text, "--units", "pixel")
+
+
+def test_the_config_inherits_the_base_asked_for(frames):
+    """--base: the paper config by default, the recipe on request; another benchmark's config is
+    refused (the lists take vggsound_single's file names)."""
+    from utils.config import load_config
+    ids = [f"a-{c}_{k:04d}" for c in (1, 2, 3) for k in range(2)]
+    text = "id,x1,y1,x2,y2\n" + "".join(f"{i},8,4,40,20\n" for i in ids)
+    paper = load_config(make(frames, text, "--units", "pixel")["paths"]["config"])
+    recipe = load_config(make(frames, text, "--units", "pixel", "--base",
+                              "configs/recipe/vggsound_single.yaml")["paths"]["config"])
+    assert (paper.model.arch, recipe.model.arch) == ("authors", "paper")
+    assert paper.data.root == recipe.data.root == str(frames)
+    with pytest.raises(make_lists.InputError, match="--base configs/music.yaml: the lists take "
+                                                    "the file names of vggsound_single"):
+        make(frames, text, "--units", "pixel", "--base", "configs/music.yaml")

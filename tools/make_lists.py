@@ -14,9 +14,10 @@ and a box file, and writes to --out (default ``<root>/metadata``), under the fil
 * ``vggss.json``                 the boxes of every val and test item:
   ``[{"file": id, "class": name, "bbox": [[x1, y1, x2, y2], ...]}, ...]``, normalized xyxy
   (x from the left edge, y from the top edge, as fractions of the frame's width and height);
-* ``config.yaml``                a config that points at them (``_base_`` configs/
-  vggsound_single.yaml; data.root, data.metadata, data.val_list, train.output_dir,
-  eval.test_sets), also logged. Its paths are absolute: it works from any folder.
+* ``config.yaml``                a config that points at them (``_base_`` --base, by default
+  configs/vggsound_single.yaml, the paper config; configs/recipe/vggsound_single.yaml, the
+  recipe; data.root, data.metadata, data.val_list, train.output_dir, eval.test_sets), also
+  logged. Its paths are absolute: it works from any folder.
 
 Box file: CSV with a header line, then one line per box. With ``--box-format xyxy`` (default)
 the header is ``id,x1,y1,x2,y2``: the top-left (x1, y1) and bottom-right (x2, y2) corners; with
@@ -52,6 +53,7 @@ import yaml
 
 from datasets.benchmarks import BENCHMARKS, clip_of
 from datasets.records import MARGIN, DataError, read_list, write_list, _csv_rows
+from utils.config import load_config
 from utils.errors import InputError, run_cli
 from utils.files import write_atomic
 from utils.logger import logger, setup_logging
@@ -86,6 +88,9 @@ def parse_args(argv=None):
                    "(data.metadata; default: <root>/metadata)")
     p.add_argument("--output-dir", default=None, help="train.output_dir of the config (default: "
                    "runs/<name of --root>)")
+    p.add_argument("--base", default=BASE_CONFIG, help="the config the snippet inherits (_base_): "
+                   "a config of the vggsound_single benchmark (default: the paper config; "
+                   "configs/recipe/vggsound_single.yaml: the recipe)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     args = p.parse_args(argv)
     if not 0 <= args.val < 1 or not 0 < args.test < 1 or args.val + args.test >= 1:
@@ -220,7 +225,7 @@ def config_text(args, command: str, summary: str) -> str:
     data = {"root": os.path.abspath(args.root), "metadata": os.path.abspath(args.out)}
     if args.val > 0:
         data["val_list"] = VAL_LIST
-    values = {"_base_": BASE_CONFIG, "data": data,
+    values = {"_base_": os.path.abspath(args.base), "data": data,
               "train": {"output_dir": os.path.abspath(args.output_dir)},
               "eval": {"test_sets": [BENCHMARK]}}
     return (f"# written by: {command}\n# {summary}\n"
@@ -230,6 +235,9 @@ def config_text(args, command: str, summary: str) -> str:
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
+    if load_config(args.base).data.dataset != BENCHMARK:
+        raise InputError(f"--base {args.base}: the lists take the file names of {BENCHMARK}; "
+                         f"its config sets data.dataset {load_config(args.base).data.dataset!r}")
     spec = BENCHMARKS[BENCHMARK]
     paths = {"train": os.path.join(args.out, spec.train_list),
              "val": os.path.join(args.out, VAL_LIST),
