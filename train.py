@@ -1,7 +1,7 @@
 """Train AVGN (or EZ-VSL).
 
     python train.py --config configs/synthetic.yaml                     # CPU quick-start
-    python train.py --config configs/music_duet.yaml --config configs/cpu.yaml  # at CPU sizes
+    python train.py --config configs/recipe/music_duet.yaml --config configs/cpu.yaml  # CPU sizes
     torchrun --nproc_per_node=4 train.py --config configs/music_duet.yaml
     python train.py --config configs/music.yaml train.epochs=50 model.depth=1
     python train.py --resume run/checkpoint.pth                          # after preemption
