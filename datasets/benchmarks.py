@@ -229,13 +229,13 @@ def _duplicates(groups, path):
 
 
 def clip_of(id_: str, music_ids: bool = False) -> str:
-    """The clip a frame id comes from: the id without one trailing ``_<digits>`` (``<stem>_0003``
-    of prepare_videos --every -> ``<stem>``; VGGSound's ``<ytid>_<start>`` -> the YouTube video),
-    or with `music_ids` the video of MUSIC's ``<video>_<segment>_<frame>``; the id itself when
-    nothing is left. A video named ``guitar_01`` prepared with --center has the id
-    ``guitar_01``, whose clip is ``guitar``: name such videos ``guitar-01``."""
+    """The clip a frame id comes from: the id without the ``_<k:04d>`` that prepare_videos
+    --every appends (``guitar-01_0003`` -> ``guitar-01``), or with `music_ids` the video of
+    MUSIC's ``<video>_<segment>_<frame>``; else the id itself (VGGSound's ``<ytid>_<start:06d>``,
+    the synthetic ``train_000012``). A video named ``clip_0001`` prepared with --center would be
+    taken for frame 1 of ``clip``: name such videos ``clip-0001``."""
     m = MUSIC_ID.match(id_) if music_ids else None
-    return m["video"] if m else re.sub(r"_\d+$", "", id_) or id_
+    return m["video"] if m else re.sub(r"_\d{4}$", "", id_) or id_
 
 
 def _split_val(entries, fraction, music_ids=False):

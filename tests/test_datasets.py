@@ -479,9 +479,10 @@ def test_val_carve_out_takes_whole_clips():
     and val; about data.val_fraction of the entries are val."""
     from datasets.benchmarks import _split_val, clip_of
     from datasets.records import ListEntry
-    assert clip_of("violin_07_0003") == "violin_07" and clip_of("violin-07") == "violin-07"
-    assert clip_of("abc_12_340", music_ids=True) == "abc" and clip_of("abc_12_340") == "abc_12"
-    assert clip_of("0042") == "0042" and clip_of("x-Y_z_000030") == "x-Y_z"
+    assert clip_of("violin_07_0003") == "violin_07" and clip_of("violin_07") == "violin_07"
+    assert clip_of("abc_12_340", music_ids=True) == "abc" and clip_of("abc_12_340") == "abc_12_340"
+    assert clip_of("0042") == "0042" and clip_of("x-Y_z_000030") == "x-Y_z_000030"
+    assert clip_of("train_000012") == "train_000012"  # the synthetic ids: one item, one clip
     entries = [ListEntry(f"clip{c}_{k:04d}", ["a"], "") for c in range(40) for k in range(5)]
     train, val = _split_val(entries, 0.1)
     assert not {clip_of(e.id) for e in train} & {clip_of(e.id) for e in val}

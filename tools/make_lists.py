@@ -30,8 +30,8 @@ lies outside the frame by more than 1 % of its side, an inverted or empty box (x
 y2 <= y1; w or h <= 0), a line with other than 5 fields or a non-number, and an id that is not in
 the list are errors naming ``file:line``; coordinates within 1 % of the frame are clipped to it.
 
-Splits are drawn by clip (`datasets.benchmarks.clip_of`: the id without one trailing
-``_<digits>``, so ``guitar-01_0000`` .. ``guitar-01_0005`` are one clip): no clip is in two
+Splits are drawn by clip (`datasets.benchmarks.clip_of`: the id without the ``_<k:04d>`` of
+prepare_videos --every, so ``guitar-01_0000`` .. ``guitar-01_0005`` are one clip): no clip is in two
 splits. Per class (a clip's class is that of its first frame in the list), in a seeded random
 order, ``round(test x clips)`` clips go to test and ``round(val x clips)`` to val (at least one
 each when the fraction is > 0, at least one clip left for training), drawn only from the clips

@@ -245,12 +245,12 @@ def main(argv=None):
             logger.warning("%d of the %d videos the lists name are not under %s (first: %s)",
                            len(missing), len(wanted), args.videos, missing[0])
         videos = [(p, c) for p, c in videos if stem_of(p) in wanted]
-    numbered = [stem_of(p) for p, _ in videos if re.search(r"_\d+$", stem_of(p))]
+    numbered = [stem_of(p) for p, _ in videos if re.search(r"_\d{4}$", stem_of(p))]
     if numbered and wanted is None and args.every <= 0:
-        logger.warning("%d video names end in _<digits>: %s is taken for a frame of the clip %s "
-                       "by the val carve-out and tools.make_lists (datasets.benchmarks.clip_of), "
-                       "with every other <name>_<digits>; rename them with '-' (guitar-01.mp4)",
-                       len(numbered), numbered[0], re.sub(r"_\d+$", "", numbered[0]))
+        logger.warning("%d video names end in _<4 digits>, as the ids of --every frames do: %s is "
+                       "taken for a frame of the clip %s by the val carve-out and tools.make_lists "
+                       "(datasets.benchmarks.clip_of); rename them with '-' (%s)", len(numbered),
+                       numbered[0], numbered[0][:-5], numbered[0][:-5] + "-" + numbered[0][-4:])
     stems = {}
     for path, _ in videos:  # ids come from file names: two videos must not share one
         stem = stem_of(path)
