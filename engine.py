@@ -188,7 +188,8 @@ def evaluate(model, loader, evaluator, device, amp="none", desc="eval", compete_
     module = unwrap(model)
     silent = set()  # ids of items with a silent source (the sampler may repeat some)
     for batch in progress(loader, desc=desc):
-        silent.update(i for i, quiet in zip(batch["id"], batch["silent"].tolist()) if quiet)
+        if "silent" in batch:  # datasets.collate's batches say it; a hand-made batch may not
+            silent.update(i for i, quiet in zip(batch["id"], batch["silent"].tolist()) if quiet)
         gt = batch["gt"]  # [B, N, H, W]
         batch = to_device(batch, device)
         image = batch["image"]  # [B, 3, H, W], W = k * H for k frames side by side

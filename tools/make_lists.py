@@ -194,8 +194,8 @@ def split_clips(entries, boxes, val: float, test: float, seed: int):
             raise DataError(f"class '{name}' has {len(members)} clip(s) ({', '.join(members[:4])}"
                             f"{', ...' if len(members) > 4 else ''}): --test {test} and --val "
                             f"{val} take {n_test} + {n_val} of them and leave none for "
-                            "training. Add clips, or lower the fractions (frame ids "
-                            "<stem>_<digits> of one video stem count as one clip)")
+                            "training. Add clips, or lower the fractions (the frame ids "
+                            "<stem>_<k:04d> of one video count as one clip)")
         order = [members[i] for i in rng.permutation(len(members)).tolist()]
         boxed = [c for c in order if c in full]
         if len(boxed) < n_test + n_val:
