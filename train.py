@@ -12,8 +12,9 @@ with --resume auto, choose another train.output_dir, or start anew with --overwr
 uses a folder, a second run into it is refused. Every config value, the resumed checkpoint and
 every test set are checked before the first step (utils/run_folder.py); bad input ends in one
 line, exit code 2 (utils/errors.py); SIGTERM saves checkpoint.pth at the next step and exits with
-code 3 (EXIT_STOPPED; under torchrun, torchrun's own failure code), --resume auto continues. One code path for one process and for torchrun (DDP); the
-global batch is train.batch_size_per_gpu x processes, the lr used as given. Config keys:
+code 3 (EXIT_STOPPED; under torchrun, torchrun's failure code), and --resume auto continues. One
+code path for one process and for torchrun (DDP); the global batch is
+train.batch_size_per_gpu x processes, the lr used as given. Config keys:
 utils/config.py, one commented line each (docs/model.md, docs/training.md); a run writes its
 resolved config to <train.output_dir>/config.yaml before its first step, and
 `python -m utils.config CONFIG [CONFIG] [key=value ...]` prints it without running.
