@@ -350,3 +350,22 @@ def test_test_results_say_how_much_of_the_published_list_they_measure(tmp_path):
     for origin in (copy, str(tmp_path / "vggss_test.available.csv")):
         assert list_coverage(cfg, listed(origin, 3)) == {
             "list": origin, "items": 3, "published_items": 4, "share": 0.75}
+
+
+def test_a_second_run_into_one_root_is_refused(tmp_path):
+    """Two runs into one --root would share the state file and the temporary folder: the second
+    is refused naming the first (its lock), before it writes anything."""
+    from utils.run_folder import FolderLock, RunFolderInUse
+    meta, root = tmp_path / "meta", tmp_path / "root"
+    meta.mkdir()
+    root.mkdir()
+    (meta / "vggss_test.csv").write_text("abcdefghijk_000001\n")
+    lock = FolderLock(str(root), "python -m tools.get_data (the first)", what="--root").acquire()
+    try:
+        with pytest.raises(RunFolderInUse, match=r"--root .*root is in use by process \d+ .*"
+                                                  r"\(python -m tools.get_data \(the first\)\)"):
+            main(["--benchmark", "vggss", "--root", str(root), "--metadata", str(meta),
+                  "--url-template", "http://127.0.0.1:9/{ytid}.mp4", "--limit", "1"])
+    finally:
+        lock.release()
+    assert sorted(os.listdir(root)) == ["audio", "frames"]  # and no state file

@@ -55,6 +55,7 @@ from tools.get_data_sources import (GetDataError, Job, RateLimit, Settings, Unav
 from utils.errors import run_cli
 from utils.files import write_atomic
 from utils.logger import logger, progress, setup_logging
+from utils.run_folder import FolderLock
 
 STATE, REPORT, TMP = "get_data_state.jsonl", "get_data_coverage.json", ".get_data_tmp"
 SEGMENT_ID = re.compile(r"^(?P<ytid>.+)_(?P<start>\d{6})$")  # VGGSound <ytid>_<start:06d>
@@ -477,6 +478,15 @@ def main(argv=None):
         return {"coverage": coverage(args.root, lists)}
     for sub in ("frames", "audio"):
         os.makedirs(os.path.join(args.root, sub), exist_ok=True)
+    lock = FolderLock(args.root, "python -m tools.get_data", what="--root").acquire()
+    try:  # one run per root: a second one is refused, naming the first
+        return fetch(args, lists)
+    finally:
+        lock.release()
+
+
+def fetch(args, lists):
+    """main's work under the root's lock: the jobs, the sources, the summary and coverage."""
     run = Run(args.root, State(os.path.join(args.root, STATE)),
               "archive" if args.archive else "url")
     jobs = [j for j in (todo(j, run, args.retry_unavailable) for j in make_jobs(lists)) if j]

@@ -131,10 +131,11 @@ class RunFolderInUse(InputError, RuntimeError):
 class FolderLock:
     """An exclusive lock on `out_dir`/LOCK held for the life of this process's run: a `flock` on
     the file (the kernel drops it when the process ends, however it ends) and, in the file, the
-    holder's pid, host, start and command, to name it to a refused run."""
+    holder's pid, host, start and command, to name it to a refused run. what: how messages name
+    the folder (train.output_dir; tools.get_data: --root)."""
 
-    def __init__(self, out_dir, command=""):
-        self.path, self.command, self.fd = os.path.join(out_dir, LOCK), command, None
+    def __init__(self, out_dir, command="", what="train.output_dir"):
+        self.path, self.command, self.what, self.fd = os.path.join(out_dir, LOCK), command, what, None
 
     def acquire(self):
         """Take the lock or raise RunFolderInUse naming its holder. A lock file left by a run that
@@ -151,8 +152,8 @@ class FolderLock:
                 who = (f"process {holder.get('pid')} on {holder.get('host')} since "
                        f"{holder.get('started')} ({holder.get('command') or 'no command'})"
                        if holder else "another run")
-                raise RunFolderInUse(f"train.output_dir {os.path.dirname(self.path)} is in use by "
-                                     f"{who}: wait for it, or choose another train.output_dir"
+                raise RunFolderInUse(f"{self.what} {os.path.dirname(self.path)} is in use by "
+                                     f"{who}: wait for it, or choose another {self.what}"
                                      ) from None
             try:  # the file may have been removed by its last holder between open and flock
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
