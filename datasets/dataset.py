@@ -278,8 +278,9 @@ class AudioVisualDataset(torch.utils.data.Dataset):
             "frame_slot": torch.tensor(slots, dtype=torch.long),  # [N]
             "id": "+".join(r.id for r in recs),
             "index": int(index),
-            # a source whose window is silent: scored, but counted (num_silent) and named
-            "silent": any(float(np.abs(w).max(initial=0.0)) < SILENT_PEAK for w in waves),
+            # evaluation: a source whose window is silent is scored, but counted (num_silent)
+            "silent": not self.train and any(float(np.abs(w).max(initial=0.0)) < SILENT_PEAK
+                                             for w in waves),
         }
 
 

@@ -34,7 +34,7 @@ from utils.errors import run_cli
 from datasets.audio import cut_window, decode_av
 from datasets.benchmarks import MUSIC_ID
 from datasets.records import ClassNames
-from utils.files import write_atomic
+from utils.files import remove_stale, write_atomic
 from utils.logger import logger, progress, setup_logging
 
 
@@ -236,7 +236,8 @@ def main(argv=None):
         raise DataError(f"--videos {args.videos}: no video under it")
     for sub in ("frames", "audio", ".done"):
         os.makedirs(os.path.join(args.out, sub), exist_ok=True)
-        remove_stale(os.path.join(args.out, sub))
+        for path in remove_stale(os.path.join(args.out, sub)):
+            logger.warning("removed %s, left by an interrupted run", path)
     wanted = music_frames(args.music_lists) if args.music_lists else None
     if wanted is not None:
         have = {stem_of(p) for p, _ in videos}
@@ -313,24 +314,6 @@ def main(argv=None):
                         f"(listed in {report}; the first: {failed[0]})")
     return {"prepared": len(videos) - skipped - len(failed), "skipped": skipped,
             "failed": failed, "frames": len(done_lines)}
-
-
-def remove_stale(folder: str) -> None:
-    """Remove the temporary files (<name>.tmp.<pid>, utils.files.write_atomic) that a killed run
-    left in `folder`: those whose process no longer runs."""
-    for name in os.listdir(folder):
-        pid = re.fullmatch(r".+\.tmp\.(\d+)", name)
-        if pid is None:
-            continue
-        try:
-            os.kill(int(pid[1]), 0)
-            continue  # a live run writes it
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        os.remove(os.path.join(folder, name))
-        logger.warning("removed %s, left by an interrupted run", os.path.join(folder, name))
 
 
 def earlier_lines(out: str, stems) -> List[str]:

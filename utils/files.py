@@ -1,6 +1,7 @@
 """Files that appear complete or not at all."""
 import errno
 import os
+import re
 import shutil
 
 LOW_SPACE = 16 << 20  # bytes: less left on the disk after a failed write means the disk is full
@@ -38,3 +39,26 @@ def _full(path, error):
         return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < LOW_SPACE
     except OSError:
         return False
+
+
+def pid_alive(pid):
+    """False only when no process `pid` runs on this host."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, OverflowError):
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
+
+
+def remove_stale(folder):
+    """Remove the temporary files of `write_atomic` (<name>.tmp.<pid>) in `folder` whose process
+    no longer runs (a killed run's); returns their paths."""
+    removed = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r".+\.tmp\.(\d+)", name)
+        if m and not pid_alive(m[1]):
+            os.remove(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed

@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError, apply_overrides, from_dict, load_config, to_dict
 from .dist import all_gather_object, barrier, get_world_size, is_main_process
 from .errors import InputError
+from .files import pid_alive
 from .logger import logger
 
 DEFAULT_CONFIG = "configs/synthetic.yaml"
@@ -257,15 +258,7 @@ def _live_holders(fd):
 
 def _alive(holder):
     """False only for a process of this host that no longer runs."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(holder.get("pid", -1)), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        pass
-    return True
+    return holder.get("host") != socket.gethostname() or pid_alive(holder.get("pid", -1))
 
 
 @contextlib.contextmanager
