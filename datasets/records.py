@@ -114,7 +114,7 @@ class ListEntry:
     where: str  # file:line
 
 
-def _csv_rows(path: str):
+def csv_rows(path: str):
     """Yield ('<path>:<line>', stripped fields) for every non-blank line of a list file."""
     _check_file(path)
     try:
@@ -143,7 +143,7 @@ def read_list(path: str, min_fields: int = 1, max_fields: int = 3,
         dropped.
     """
     out, names = [], ClassNames()
-    for where, row in _csv_rows(path):
+    for where, row in csv_rows(path):
         if not (min_fields <= len(row) <= max_fields) or not all(row):
             _reject(f"{where}: expected {min_fields}..{max_fields} non-empty comma-separated "
                     f"fields (id[,class...]), got {row!r}", on_bad)
@@ -159,7 +159,7 @@ def read_pair_list(path: str, on_bad=None) -> List[Tuple[ListEntry, ListEntry]]:
     """``id1,c1,id2,c2`` per line -> pairs of single-source ListEntries (two frames).
     on_bad: as in `read_list`."""
     out, names = [], ClassNames()
-    for where, row in _csv_rows(path):
+    for where, row in csv_rows(path):
         if len(row) < 4 or len(row) % 2 or not all(row):
             _reject(f"{where}: expected id1,class1,id2,class2[,...], got {row!r}", on_bad)
             continue

@@ -52,7 +52,7 @@ import numpy as np
 import yaml
 
 from datasets.benchmarks import BENCHMARKS, clip_of
-from datasets.records import MARGIN, DataError, read_list, write_list, _csv_rows
+from datasets.records import MARGIN, DataError, csv_rows, read_list, write_list
 from utils.config import load_config
 from utils.errors import InputError, run_cli
 from utils.files import write_atomic
@@ -121,7 +121,7 @@ def read_boxes(path: str, ids, root: str, units: str, box_format: str
     """The box file -> {id: [normalized xyxy boxes]} (see the module docstring for the format).
     ids: the ids of the list; root: the data root (frames/<id>.jpg give the pixel sizes)."""
     header, out, sizes = HEADERS[box_format], defaultdict(list), {}
-    rows = iter(_csv_rows(path))
+    rows = iter(csv_rows(path))
     first = next(rows, None)
     if first is None:
         raise DataError(f"{path}: empty box file (expected the header '{','.join(header)}')")
