@@ -277,6 +277,9 @@ def build_from_spec(cfg, split: str, spec: Benchmark, name: str = "",
         return media_record(d.root, e.id, e.classes, e.where, spec.music_ids, d.frame_rate)
 
     if d.val_list:
+        if split == "val" and not os.path.isfile(_metadata_path(cfg, d.val_list)):
+            raise DataError(f"data.val_list {d.val_list}: no such file in data.metadata "
+                            f"({_metadata_path(cfg, d.val_list)})")
         spec = dataclasses.replace(spec, val_list=d.val_list)
     if split == "test" or (split == "val" and spec.val_list):
         # evaluation lists are used whole: a bad entry always raises (data.on_error=skip is for

@@ -635,3 +635,9 @@ def test_entry_points_exit_2_on_bad_input_in_one_line(tmp_path):
         p = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
         assert p.returncode == 2 and p.stderr.startswith("error: ") \
             and len(p.stderr.strip().splitlines()) == 1, (cmd, p.returncode, p.stderr[-2000:])
+
+
+def test_a_missing_val_list_names_the_key(root, tmp_path):
+    with pytest.raises(DataError, match=r"data.val_list nope.csv: no such file in data.metadata"):
+        fit(root, str(tmp_path / "run"), "data.val_list=nope.csv", "train.eval_every=1")
+    assert not (tmp_path / "run").exists()
