@@ -279,8 +279,9 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, server):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 40
-        while time.time() < deadline and not (
-                os.path.exists(root / STATE) and open(root / STATE).read().count('"done"') >= 2):
+        while time.time() < deadline and not (  # recorded, then renamed into place
+                os.path.exists(root / STATE) and open(root / STATE).read().count('"done"') >= 2
+                and os.path.isdir(root / "audio") and len(media(root)) >= 4):
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it was killed"
         proc.send_signal(signal.SIGKILL)
