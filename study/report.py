@@ -35,6 +35,8 @@ SEPARATION = ("authors_code_pt", "authors_code_mix2_pt", "authors_code_mix2_sep_
 # cosine form of it, Eq. 10 as printed with the paper configs' epsilon and initialization, the
 # recipe and EZ-VSL; each also from the stand-in trunk (name + "_pt")
 RELEASED = ("released", "cosine_own_class", "eq10_paper", "avgn", "ezvsl")
+# one key on the released model: its logit scale at init (loss.tau x the audio group token's length)
+RELEASED_SCALE = ("released", "released_tau")
 
 
 def mean_std(values):
@@ -222,6 +224,9 @@ def tables_markdown(summary):
     add_table("released", "The released model against the equations and the recipe, from scratch "
               "and from the stand-in trunk (_pt)",
               [v + suffix for v in RELEASED for suffix in ("", "_pt")], decisive)
+    add_table("released_scale", "The released model at the paper configs' tau and at tau x |g^a| "
+              "(its logits start at the cosine forms' scale), from scratch", RELEASED_SCALE,
+              decisive)
     protocols = [(f"{name} {key}", ev, PAIRS, key)
                  for name, ev in (("frame", "frame"), ("frame thr 0.5", "frame_thr0.5"),
                                   ("source", "source"), ("per_frame", "per_frame"))

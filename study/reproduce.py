@@ -7,6 +7,8 @@ evaluations -> study/results/tables/summary.json; study.report turns it into tab
     python -m study.reproduce --only ezvsl,avgn,depth3 --seeds 0 1 --steps 256 --out results_b
     python -m study.reproduce --only decisive --out study/results/decisive   # 42 trainings (~4.5 h)
     python -m study.reproduce --only separation --out study/results/separation  # 9 trainings (~1.5 h)
+    python -m study.reproduce --only released --out study/results/released  # 30 trainings (~3.5 h)
+    python -m study.reproduce --only released_scale --out study/results/released_scale  # 6 (~45 min)
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
@@ -46,8 +48,8 @@ import zlib
 import numpy as np
 
 from datasets.dataset import AudioVisualDataset
-from study.report import (DECISIVE, DUET, PAIRS, RELEASED, SEPARATION, SINGLE, TABLE3, TABLE4, TRIOS, finite,
-                          mean_std, write_report)
+from study.report import (DECISIVE, DUET, PAIRS, RELEASED, RELEASED_SCALE, SEPARATION, SINGLE, TABLE3,
+                          TABLE4, TRIOS, finite, mean_std, write_report)
 from utils.config import from_dict, load_config, to_dict
 from utils.logger import git_sha, logger, setup_logging
 
@@ -128,6 +130,12 @@ VARIANTS = {
                                 PAPER_INIT + ("model.loc_features=raw", "loss.symmetric=own_class")),
     "eq10_paper": Variant("Eq. 10 as printed, the paper configs' epsilon and initialization",
                           PAPER_INIT + ("model.loc_features=modulated", "loss.symmetric=none")),
+    # one key on the released model: tau x sqrt(D) (0.03 x 11.4 at configs/synthetic.yaml's D 128,
+    # the length of its audio group token at init), which starts its logits <f^v_p, g^a_c> / tau
+    # at the scale of the cosine forms' cos / 0.03 instead of about 11 times it
+    "released_tau": Variant("the released model, tau 0.34 (= 0.03 x |g^a| at init)",
+                            PAPER_INIT + ("model.arch=authors", "loss.symmetric=none",
+                                          "loss.tau=0.34")),
     # beyond the paper: keeping a mixture's sources apart (trained on two-clip mixtures)
     "authors_code_mix2": Variant("the authors' code trained on two-clip mixtures",
                                  AUTHORS_CODE + ("data.num_sources=2",)),
@@ -143,7 +151,8 @@ for _name, _v in list(VARIANTS.items()):
 QUICK_VARIANTS = ("ezvsl", "avgn")
 SETS = {"paper": ("ezvsl", "avgn", "paper_objective") + TABLE3 + TABLE4,
         "decisive": DECISIVE + tuple(v + "_pt" for v in DECISIVE), "separation": SEPARATION,
-        "released": RELEASED + tuple(v + "_pt" for v in RELEASED)}
+        "released": RELEASED + tuple(v + "_pt" for v in RELEASED),
+        "released_scale": RELEASED_SCALE}
 SET_EVALS = {"separation": tuple(COMPETE)}  # evaluations besides EVALS of a set's runs
 # keys that may differ between a run's stored config and the requested one
 _IGNORED_KEYS = {("train", "output_dir"), ("train", "max_steps"), ("model", "num_classes")}

@@ -255,3 +255,27 @@ def test_the_released_set_trains_the_released_model_beside_its_cosine_form_and_e
             cfg["eq10_paper"].loss.symmetric) == ("paper", "modulated", "none")
     assert (cfg["cosine_own_class"].model.loc_features,
             cfg["cosine_own_class"].loss.symmetric) == ("raw", "own_class")
+
+
+def test_released_tau_changes_only_tau_to_the_cosine_forms_logit_scale_at_init():
+    """released_tau: the released model with one key changed, loss.tau = 0.03 x the length of
+    its audio group token at init, so that <f^v_p, g^a_c> / tau starts at the scale of cos / 0.03."""
+    import torch
+
+    from models import build_model
+    from study.reproduce import SETS, VARIANTS
+    from utils.config import load_config, to_dict
+    assert SETS["released_scale"] == ("released", "released_tau")
+    cfg = {name: load_config("configs/synthetic.yaml",
+                             list(VARIANTS[name].overrides) + ["model.num_classes=10"])
+           for name in SETS["released_scale"]}
+    a, b = to_dict(cfg["released"]), to_dict(cfg["released_tau"])
+    a["loss"].pop("tau"), b["loss"].pop("tau")
+    assert a == b
+    torch.manual_seed(0)
+    model = build_model(cfg["released"]).eval()
+    side = cfg["released"].data.image_size
+    with torch.no_grad():  # the audio encoder pools globally: any spectrogram size will do
+        out = model(torch.randn(4, 3, side, side), torch.randn(4, 1, 64, 64))
+    length = out["audio_groups"].norm(dim=-1).mean().item()
+    assert cfg["released_tau"].loss.tau == pytest.approx(cfg["released"].loss.tau * length, rel=0.02)
