@@ -76,7 +76,7 @@ PAPER = {"model.name": "avgn", "model.arch": "authors", "loss.gather_negatives":
          "loss.tau": 0.03, "data.image_size": 224, "data.audio.n_fft": 512,
          "data.audio.frames": 276, "data.audio.hop": 238, "data.audio.frontend": "released",
          "data.interpolation": "bicubic", "eval.upsample": "bicubic", "train.epochs": 100,
-         "train.batch_size_per_gpu": 32, "train.lr": 1e-4, "train.optimizer": "adam", "train.amp": "bf16"}
+         "train.batch_size_per_gpu": 32, "train.lr": 1e-4, "train.optimizer": "adam", "train.amp": "none"}
 BENCHMARKS = ("music", "music_duet", "music_solo", "vggsound_duet", "vggsound_instruments",
               "vggsound_instruments_multi", "vggsound_single")
 
