@@ -279,3 +279,16 @@ def test_released_tau_changes_only_tau_to_the_cosine_forms_logit_scale_at_init()
         out = model(torch.randn(4, 3, side, side), torch.randn(4, 1, 64, 64))
     length = out["audio_groups"].norm(dim=-1).mean().item()
     assert cfg["released_tau"].loss.tau == pytest.approx(cfg["released"].loss.tau * length, rel=0.02)
+
+
+def test_the_released_logits_start_far_above_the_cosine_forms_scale():
+    """study.logit_scale at the CPU size: the released model's logit scale is |g^a| / tau, its
+    loc term at init far above chance; the cosine form's scale is 1 / tau, its loc near chance."""
+    from study.logit_scale import FORMS, SIZES, at_init
+    config, base = SIZES["CPU size (configs/synthetic.yaml)"]
+    released, cosine = (at_init(config, tuple(base) + keys, batch=8) for keys in FORMS.values())
+    assert released["scale"] == pytest.approx(released["|g^a|"] / 0.03)
+    assert released["|g^a|"] == pytest.approx(128 ** 0.5, rel=0.05)  # the LayerNorm's output
+    assert cosine["scale"] == pytest.approx(1 / 0.03)
+    assert released["loc"] > 2 * released["chance"]
+    assert cosine["loc"] == pytest.approx(cosine["chance"], rel=0.1)
