@@ -4,8 +4,8 @@ tests/authors_code/fixture.pt was written by the released code itself (how: the 
 tests/authors_code/make_fixture.py; nothing of it runs here, and nothing is downloaded): its
 state dict (released key names), a batch of two-frame mixtures, every loss term, the maps
 (`Savl`, the logits of each sample's own image and audio), the groups and the gradient norms, in
-eval() mode, with --attn_assign hard, and in train() mode with DropPath at rate 0; and the
-statistics of a freshly built model. The two ResNet18s are not stored: the script and these
+eval() mode, with --attn_assign hard, and in train() mode with DropPath at rate 0 and at its
+released rate 0.1 (the same random draws); and the statistics of a freshly built model. The two ResNet18s are not stored: the script and these
 tests set them by the same seeded rule, tests/authors_code/weights.py: fill_resnet.
 
 The weights go through models.convert_authors_state_dict into build_model(model.arch=authors),
@@ -171,6 +171,24 @@ def test_train_mode_batchnorm_is_the_released_codes(fixture):
     state = model.state_dict()
     for k, v in running.items():
         close(state[k], v, k)
+
+
+def test_train_mode_drop_path_is_the_released_codes(fixture):
+    """train() at the released stochastic depth 0.1, the generator seeded as the released code's
+    was just before its forward: the same samples' residual branches are dropped (the masks are
+    the first random numbers both forwards draw, in the same order), so the losses, maps and
+    gradients are the released ones."""
+    cfg, model = released_model(fixture)
+    model.train()
+    rates = {m.p for m in model.modules() if isinstance(m, DropPath)}
+    assert rates == {fixture["meta"]["drop_path"]}
+    ref = fixture["train_drop"]
+    torch.manual_seed(fixture["meta"]["drop_seed"])
+    losses, maps, _ = run(cfg, model, fixture)
+    check_terms(losses, ref)
+    close(maps, ref["Savl"] * cfg.loss.tau, "maps (Savl * tau), stochastic depth")
+    check_grads(model, ref)
+    assert abs(ref["loc"] - fixture["train_soft"]["loc"]) > 1  # some branch was dropped
 
 
 def _stats(t):

@@ -29,6 +29,10 @@ ImageNet weights), then stores, in a dict that loads with torch.load(weights_onl
     eval_hard   the same weights, --attn_assign hard, eval(): the loss terms and Savl
     train_soft  model.train() with every DropPath at rate 0 (BatchNorm on the batch's
                 statistics): loss terms, Savl, gradient norms, two BatchNorms' running stats
+    train_drop  model.train() with DropPath at the released rate 0.1, torch.manual_seed(DROP_SEED)
+                just before the forward (the masks are the first random numbers it draws, one
+                per sample and residual branch, the visual blocks' then the audio blocks'):
+                loss terms, Savl, gradient norms
 """
 import argparse
 import os
@@ -42,7 +46,8 @@ import torchvision
 from tests.authors_code.weights import AUDIO_SEED, VISUAL_SEED, fill_resnet
 
 COMMIT = "5ab8cab"  # stoneMo/AVGN, "Merge pull request #1 from YapengTian/patch-1"
-SEED, PERTURB_SEED, INPUT_SEED = 0, 3, 4
+SEED, PERTURB_SEED, INPUT_SEED, DROP_SEED = 0, 3, 4, 5
+DROP_PATH = 0.1  # model.py:64 and :83
 B, C, D, DEPTH, TAU = 4, 10, 64, 2, 0.03
 FIRST, SECOND = [0, 3, 5, 7], [2, 1, 9, 4]  # the class of each mixture's first / second frame
 SPEC = (1, 128, 96)
@@ -132,6 +137,11 @@ def main(argv=None):
     train_soft = run(net, frames, spec, cls_target, grads=True)
     sd = net.state_dict()
     train_soft["running"] = {k: sd[k].clone() for k in RUNNING}
+    for m in net.modules():
+        if type(m).__name__ == "DropPath":
+            m.drop_prob = DROP_PATH
+    torch.manual_seed(DROP_SEED)
+    train_drop = run(net, frames, spec, cls_target, grads=True)
 
     import einops
     import timm
@@ -139,16 +149,18 @@ def main(argv=None):
         "meta": {"commit": COMMIT, "B": B, "num_class": C, "dim": D, "depth": DEPTH, "tau": TAU,
                  "first": FIRST, "second": SECOND, "seed": SEED, "perturb_seed": PERTURB_SEED,
                  "input_seed": INPUT_SEED, "visual_seed": VISUAL_SEED, "audio_seed": AUDIO_SEED,
+                 "drop_seed": DROP_SEED, "drop_path": DROP_PATH,
                  "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
                              f"timm {timm.__version__}, einops {einops.__version__}, "
                              f"numpy {np.__version__}, python {sys.version.split()[0]}"},
         "init": init, "state": state,
         "inputs": {"frames": frames, "spec": spec, "cls_target": cls_target},
         "eval_soft": eval_soft, "eval_hard": eval_hard, "train_soft": train_soft,
+        "train_drop": train_drop,
     }
     torch.save(fixture, args.out)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)")
-    for name in ("eval_soft", "eval_hard", "train_soft"):
+    for name in ("eval_soft", "eval_hard", "train_soft", "train_drop"):
         print(name, {k: round(v, 5) for k, v in fixture[name].items() if isinstance(v, float)})
 
 
