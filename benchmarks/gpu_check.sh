@@ -13,8 +13,8 @@
 #
 # Stages (each under a time limit; a failed stage is recorded and the next one runs):
 #   tests     pytest -k cuda
-#   bench     model-only rate of benchmarks.bench_train at the training settings, and a profile of
-#             one step (top 10 kernels by device time)
+#   bench     model-only rate of benchmarks.bench_train at the training settings and in fp32 (the
+#             paper configs' precision), and a profile of one step (top 10 kernels by device time)
 #   train     torchrun --nproc_per_node=1 train.py on the synthetic benchmark at paper size
 #             (224 px, configs/paper.yaml's model and spectrogram: the released model, 257x276,
 #             D 512, L 3, batch 128, bf16, channels_last), without and with
@@ -102,7 +102,7 @@ EOF
 
 stage tests 300 "$PY" -m pytest -q -k cuda -p no:cacheprovider tests/test_throughput_options.py
 stage bench 400 "$PY" -m benchmarks.bench_train "${CFG[@]}" --device "$DEV" --batch "$BATCH" \
-    --steps 10 --variants "$VARIANT$COMPILED" --profile
+    --steps 10 --variants "$VARIANT$COMPILED,fp32" --profile  # fp32: the paper configs' precision
 stage train 500 "${TORCHRUN[@]}" "${TRAIN[@]}" train.max_steps="$STEPS" \
     train.output_dir="$WORK/run"
 [ -n "$COMPILED" ] && stage train_compile 500 "${TORCHRUN[@]}" "${TRAIN[@]}" \
