@@ -45,7 +45,7 @@ FORMS = {"released (model.arch=authors)": ("model.arch=authors", "loss.symmetric
 
 @torch.no_grad()
 def at_init(config, overrides, batch, seed=0):
-    """{'|g^a|', 'scale', 'loc', 'chance'} of a fresh model of `config` + `overrides` on a random
+    """{dim, tau, '|g^a|', scale, loc, chance} of a fresh model of `config` + `overrides` on a random
     batch of single sources."""
     cfg = load_config(config, list(overrides) + ["model.num_classes=10"])
     torch.manual_seed(seed)
