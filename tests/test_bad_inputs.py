@@ -641,3 +641,12 @@ def test_a_missing_val_list_names_the_key(root, tmp_path):
     with pytest.raises(DataError, match=r"data.val_list nope.csv: no such file in data.metadata"):
         fit(root, str(tmp_path / "run"), "data.val_list=nope.csv", "train.eval_every=1")
     assert not (tmp_path / "run").exists()
+
+
+
+def test_pid_alive_reads_no_process_group():
+    """utils.files.pid_alive (the lock holders and remove_stale's killed runs): 0 and -1 would be
+    process groups to os.kill, so they name no process; neither does a non-number."""
+    from utils.files import pid_alive
+    assert pid_alive(os.getpid()) and pid_alive(str(os.getpid()))
+    assert not pid_alive(0) and not pid_alive(-1) and not pid_alive("x")

@@ -42,8 +42,11 @@ def _full(path, error):
 
 
 def pid_alive(pid):
-    """False only when no process `pid` runs on this host."""
+    """False only when no process `pid` runs on this host (or `pid` names none: not a positive
+    integer; os.kill would read 0 and -1 as groups of processes)."""
     try:
+        if int(pid) <= 0:
+            return False
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError, OverflowError):
         return False

@@ -11,7 +11,6 @@ must take exclusively: refused, naming the runs, while any run reads the root.
 """
 import contextlib
 import fcntl
-import glob
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError, apply_overrides, from_dict, load_config, to_dict
 from .dist import all_gather_object, barrier, get_world_size, is_main_process
 from .errors import InputError
-from .files import pid_alive
+from .files import pid_alive, remove_stale
 from .logger import logger
 
 DEFAULT_CONFIG = "configs/synthetic.yaml"
@@ -168,8 +167,7 @@ class FolderLock:
             logger.warning("%s: the run of process %s (started %s) ended without releasing the "
                            "folder; taking it over", self.path, left.get("pid"), left.get("started"))
         folder = os.path.dirname(self.path)
-        for tmp in glob.glob(os.path.join(folder, "*.tmp.*")):  # no live run writes here now
-            os.remove(tmp)
+        for tmp in remove_stale(folder):
             logger.warning("removed %s, left by an interrupted save", tmp)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
