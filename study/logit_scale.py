@@ -32,6 +32,7 @@ from losses import build_criterion
 from models import build_model
 from study.reproduce import PAPER_INIT
 from utils.config import load_config
+from utils.errors import run_cli
 from utils.logger import git_sha
 
 SIZES = {  # name -> (config, overrides)
@@ -107,6 +108,8 @@ def main(argv=None):
                   "logits_a std over classes |", "|---|---|---|---|---|---|"]
         names = sorted(n for n in os.listdir(args.runs)
                        if os.path.isfile(os.path.join(args.runs, n, "checkpoint.pth")))
+        if not names:
+            p.error(f"--runs {args.runs}: no <run>/checkpoint.pth in it")
         names.sort(key=lambda n: (re.sub(r"_s\d+$", "", n), n))
         for name in names:
             r = trained(os.path.join(args.runs, name, "checkpoint.pth"), args.data_root,
@@ -123,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a missing folder or a checkpoint that does not load: one line, exit 2
