@@ -8,7 +8,7 @@ evaluations -> study/results/tables/summary.json; study.report turns it into tab
     python -m study.reproduce --only decisive --out study/results/decisive   # 42 trainings (~4.5 h)
     python -m study.reproduce --only separation --out study/results/separation  # 9 trainings (~1.5 h)
     python -m study.reproduce --only released --out study/results/released  # 30 trainings (~3.5 h)
-    python -m study.reproduce --only released_scale --out study/results/released_scale  # 6 (~45 min)
+    python -m study.reproduce --only released_scale --out study/results/released_scale  # 6 (~40 min)
 
 Every training is `python train.py --config configs/synthetic.yaml train.output_dir=<out>/runs/<run>
 train.seed=<s> ... <--extra> <variant overrides> train.max_steps=N train.epochs=E`
